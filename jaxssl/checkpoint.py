@@ -1,0 +1,76 @@
+"""Checkpoints: orbax CheckpointManager holding the train state and the input iterator's state.
+
+Layout: <workdir>/checkpoints/<step>/{state, data}. Saving is asynchronous (training goes on while
+the files are written); orbax copies device arrays to host before `save` returns, so donating the
+state to the next step is safe. A checkpoint directory only appears under its final name once
+complete, so a kill mid-save leaves the previous checkpoints loadable.
+"""
+import logging
+import os
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+
+  def __init__(self, workdir, keep=3, async_save=True):
+    self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=keep, create=True, enable_async_checkpointing=async_save)
+    self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def all_steps(self):
+    return sorted(self.manager.all_steps())
+
+  def latest_step(self):
+    return self.manager.latest_step()
+
+  def save(self, step, state, data_state):
+    """Saves (state, data_state) at `step` unless already saved. Non-blocking."""
+    if step in self.manager.all_steps():
+      return
+    self.manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=True)
+
+  def restore(self, abstract_state, step=None):
+    """Restores the newest loadable checkpoint (or exactly `step`) onto `abstract_state`'s
+    shardings. Returns (step, state, data_state); (None, None, None) when there is none.
+
+    A checkpoint that fails to load (truncated or corrupted files) is skipped with a warning and
+    the next older one is tried, so one bad write never ends a run."""
+    steps = [step] if step is not None else self.all_steps()[::-1]
+    target = jax.tree.map(ocp.utils.to_shape_dtype_struct, abstract_state)
+    for s in steps:
+      try:
+        restored = self.manager.restore(s, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(target), data=ocp.args.JsonRestore()))
+      except Exception as e:  # orbax raises many types for damaged files
+        if step is not None:
+          raise
+        logging.warning("checkpoint at step %d could not be restored (%s: %s); trying an older one",
+                        s, type(e).__name__, str(e).splitlines()[0][:200])
+        continue
+      return s, restored["state"], restored["data"]
+    return None, None, None
+
+  def wait(self):
+    self.manager.wait_until_finished()
+
+  def close(self):
+    self.manager.wait_until_finished()
+    self.manager.close()
+
+
+def load_params(workdir, step=None):
+  """The raw (host numpy) train state saved in another run's workdir: used by `init_from`."""
+  ckpt = Checkpointer(workdir, async_save=False)
+  steps = ckpt.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"init_from: no checkpoint under {ckpt.directory}; expected the workdir "
+                            "of a finished jaxssl run")
+  step = steps[-1] if step is None else step
+  restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  ckpt.close()
+  return jax.tree.map(np.asarray, restored["state"])

@@ -1,0 +1,91 @@
+"""The keys every jaxssl config has, and their validation.
+
+Configs in configs/<method>.py start from `base_config()` and override fields; the result is
+locked, so a typo on the command line (`--config.bach_size=...`) fails at start instead of being
+silently added. Every field below has a fixed type: ml_collections refuses a wrong-typed override.
+"""
+import difflib
+
+import ml_collections
+
+DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds")
+OPTIMIZERS = ("lars", "sgd", "adamw")
+
+
+def base_config():
+  c = ml_collections.ConfigDict()
+  c.method = ""  # module under jaxssl.methods, e.g. "simclr"
+  c.seed = 0
+  c.dataset = "shapes"
+  c.batch_size = 256  # global, over all devices and processes
+  c.total_steps = 1000
+  c.log_every = 20
+  c.eval_every = 0  # 0: evaluate only at the end
+  c.ckpt_every = 200
+  c.keep_checkpoints = 3
+  c.compute_dtype = "float32"  # accelerator variants set bfloat16
+  c.init_from = ""  # a workdir whose encoder initialises this run (probes, fine-tuning)
+  c.nan_policy = "stop"  # "stop": fail naming the step; "skip": drop the update and go on
+
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+
+  c.data = ml_collections.ConfigDict()
+  c.data.image_size = 32
+  c.data.data_dir = ""
+  c.data.tfds_name = ""
+  c.data.image_key = "image"
+  c.data.label_key = "label"
+  c.data.num_train = 50_000  # procedural datasets only
+  c.data.num_test = 2_000
+  c.data.seed = 0  # procedural datasets: the generated data, independent of the training seed
+  c.data.num_workers = 0  # grain worker processes; 0 = a prefetch thread in this process
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "lars"
+  c.optimizer.base_lr = 0.3  # scaled by batch_size / 256 (Goyal et al.), as SimCLR does
+  c.optimizer.warmup_steps = 100
+  c.optimizer.weight_decay = 1e-6
+  c.optimizer.momentum = 0.9
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.999
+  c.optimizer.grad_clip = 0.0  # 0 = off
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.num_train = 5_000  # kNN memory bank / linear-probe training set (from the train split)
+  c.eval.num_test = 2_000  # held-out queries (from the test split)
+  c.eval.knn_k = 20
+  c.eval.knn_temperature = 0.07
+  c.eval.linear_steps = 300
+  c.eval.batch_size = 500
+  c.eval.baselines = True  # also evaluate a random-init encoder and raw pixels, once per run
+  return c
+
+
+def suggest(key, candidates):
+  """' (did you mean "x"?)' for the closest candidate key, or ''."""
+  close = difflib.get_close_matches(key, list(candidates), n=1)
+  return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def validate(config, num_devices, num_processes=1):
+  """Checks that cannot be expressed as types; raises ValueError naming the key and the fix."""
+  if not config.method:
+    raise ValueError("config.method is empty: set it to a module under jaxssl/methods/")
+  if config.dataset not in DATASETS:
+    raise ValueError(f"config.dataset={config.dataset!r} is unknown{suggest(config.dataset, DATASETS)}; "
+                     f"choose one of {', '.join(DATASETS)}")
+  if config.optimizer.name not in OPTIMIZERS:
+    raise ValueError(f"config.optimizer.name={config.optimizer.name!r} is unknown"
+                     f"{suggest(config.optimizer.name, OPTIMIZERS)}; choose one of {OPTIMIZERS}")
+  if config.batch_size <= 0 or config.batch_size % num_devices:
+    raise ValueError(f"config.batch_size={config.batch_size} must be a positive multiple of the "
+                     f"device count ({num_devices})")
+  if config.batch_size % num_processes:
+    raise ValueError(f"config.batch_size={config.batch_size} must divide among {num_processes} processes")
+  for key in ("total_steps", "log_every", "ckpt_every", "keep_checkpoints"):
+    if config[key] <= 0:
+      raise ValueError(f"config.{key}={config[key]} must be positive")
+  if config.compute_dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"config.compute_dtype={config.compute_dtype!r}: use float32 or bfloat16")
+  if config.nan_policy not in ("stop", "skip"):
+    raise ValueError(f"config.nan_policy={config.nan_policy!r}: use stop or skip")

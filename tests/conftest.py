@@ -1,0 +1,16 @@
+"""Test session set-up: 8 fake CPU devices for every test, absl flags marked parsed.
+
+XLA_FLAGS must be set before jax is imported anywhere, hence at conftest import time. Tests that
+want one device build their mesh from `jax.devices()[:1]`.
+"""
+import os
+
+os.environ["XLA_FLAGS"] = (
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+from absl import flags  # noqa: E402
+
+# grain's worker processes read absl flags; outside absl.app.run they must be marked parsed.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS.mark_as_parsed()
