@@ -33,32 +33,9 @@ def _config_arg(argv):
   raise ValueError("--config=configs/<name>.py is required")
 
 
-def _config_error_hint(argv):
-  """ml_collections rejects unknown override keys with a long message; name the key and the
-  closest valid one instead."""
-  import importlib.util
-  from jaxssl import config_base
-  for arg in argv[1:]:
-    if not arg.startswith("--config.") or "=" not in arg:
-      continue
-    key = arg[len("--config."):].split("=", 1)[0]
-    file, _, variant = _config_arg(argv).partition(":")
-    spec = importlib.util.spec_from_file_location("_cfg", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    cfg = module.get_config(variant) if variant else module.get_config()
-    node, parts = cfg, key.split(".")
-    for i, part in enumerate(parts):
-      if not hasattr(node, "keys") or part not in node:
-        options = list(node.keys()) if hasattr(node, "keys") else []
-        return (f"unknown config key --config.{key}: "
-                f"'{'.'.join(parts[:i + 1])}' does not exist{config_base.suggest(part, options)}")
-      node = node[part]
-  return None
-
-
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # before jax starts: no "Unable to initialize backend" noise
   from jaxssl import config_base
   config = _CONFIG.value
   if (_NUM_PROCESSES.value or 1) > 1 or _COORDINATOR.value:
@@ -69,17 +46,24 @@ def main(argv):
   config_base.validate(config, jax.device_count(), jax.process_count())
   mesh = sharding.make_mesh(config.mesh)
   workdir = _WORKDIR.value or default_workdir(_config_arg(sys.argv))
-  logging.set_verbosity(logging.WARNING)
   print(f"[{config.method}] workdir: {os.path.abspath(workdir)}", flush=True)
   with jax.set_mesh(mesh):
     train.train_and_evaluate(config, workdir, mesh)
 
 
-if __name__ == "__main__":
+def _parse_flags(argv):
+  """absl's parser, turning a bad --config.* override into one line instead of a traceback."""
   try:
-    flags.FLAGS(sys.argv)
-  except flags.Error as e:
-    hint = _config_error_hint(sys.argv) if "--config." in " ".join(sys.argv) else None
-    print(f"error: {hint or e}", file=sys.stderr)
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as e:
+    message = str(e.args[0] if e.args else e)
+    message = message.strip().splitlines()[-1] if "Traceback" in message else message
+    message = message.replace("\\n", " ").replace("\n", " ").replace("\\'", "'").strip("'\" ")
+    if isinstance(e, (AttributeError, KeyError)):  # ml_collections: unknown key, with "Did you mean"
+      message = f"unknown config key {message}"
+    print(f"error: {message}", file=sys.stderr)
     sys.exit(2)
-  app.run(main)
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=_parse_flags)

@@ -119,7 +119,7 @@ def train_and_evaluate(config, workdir, mesh):
   # ---------------------------------------------------------------- data
   train_source = sources.get_source(config.dataset, "train", config.data)
   test_source = sources.get_source(config.dataset, "test", config.data)
-  print(f"[{name}] data: {pipeline.describe(train_source)} | {pipeline.describe(test_source)}", flush=True)
+  print(f"[{name}] data: {sources.describe(train_source)} | {sources.describe(test_source)}", flush=True)
   data_info = methods.DataInfo(image_size=config.data.image_size, num_classes=train_source.num_classes)
 
   # ---------------------------------------------------------------- model, optimizer, state

@@ -1,0 +1,178 @@
+"""Host input pipeline: the global batch at step s is a pure function of (seed, s).
+
+Why: training must be resumable and its data order must not depend on how many hosts or
+devices run it. So the record order is an explicit index stream (one seeded permutation per
+epoch), global batch s is the slice [s*B, (s+1)*B) of that stream, and each process loads only
+its contiguous part of it. The grain dataset is `MapDataset.range(steps).map(load_slice)`:
+element s is computed directly from s, so a checkpoint is just "next step", and restarting,
+resharding or changing the number of data workers never changes what a step sees.
+
+Host-side work is only what makes records stackable (grayscale -> RGB, resize to one size);
+augmentation runs on device.
+"""
+import functools
+
+import grain
+import numpy as np
+
+# Element count of the training dataset: unbounded in practice (2**40 steps), yet a plain int
+# so `len()` and grain's index bookkeeping keep working.
+_MAX_STEPS = 2**40
+
+
+@functools.lru_cache(maxsize=4)
+def _epoch_permutation(seed, epoch, num_records):
+  """Record order of one epoch; cached because consecutive steps hit the same epoch."""
+  return np.random.default_rng([seed, epoch]).permutation(num_records)
+
+
+def global_batch_indices(step: int, *, global_batch: int, num_records: int,
+                         seed: int) -> np.ndarray:
+  """Record indices (global_batch,) int64 of global batch `step`.
+
+  Position p = step * global_batch + j of the stream is record perm(seed, p // N)[p % N]: each
+  epoch visits every record once, in a fresh order.
+  """
+  pos = step * global_batch + np.arange(global_batch, dtype=np.int64)
+  epoch, offset = np.divmod(pos, num_records)
+  out = np.empty(global_batch, np.int64)
+  for e in range(int(epoch[0]), int(epoch[-1]) + 1):  # A batch spans one epoch, rarely more.
+    sel = epoch == e
+    out[sel] = _epoch_permutation(seed, e, num_records)[offset[sel]]
+  return out
+
+
+@functools.lru_cache(maxsize=16)
+def _resize_matrix(in_size, out_size):
+  """(out, in) weights of a triangle (bilinear) filter, widened when shrinking to antialias."""
+  scale = in_size / out_size
+  centres = (np.arange(out_size) + 0.5) * scale - 0.5
+  dist = np.abs(np.arange(in_size)[None, :] - centres[:, None]) / max(scale, 1.0)
+  weights = np.maximum(0.0, 1.0 - dist)
+  return (weights / weights.sum(1, keepdims=True)).astype(np.float32)
+
+
+def preprocess(images: np.ndarray, image_size: int) -> np.ndarray:
+  """uint8 (N, H, W, C in {1, 3}) -> uint8 (N, image_size, image_size, 3).
+
+  Bilinear resize as two matrix products over the whole batch (separable filter; equal to
+  jax.image.resize(..., "bilinear", antialias=True) up to rounding), done before the grayscale
+  -> RGB repeat so that grayscale data are resized once, not three times.
+  """
+  _, h, w, c = images.shape
+  if (h, w) != (image_size, image_size):
+    rows, cols = _resize_matrix(h, image_size), _resize_matrix(w, image_size)
+    out = np.einsum("yh,nhwc,xw->nyxc", rows, images.astype(np.float32), cols, optimize=True)
+    images = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+  if c == 1:
+    images = np.repeat(images, 3, axis=-1)
+  return images
+
+
+def _load_slice(step, *, source, global_batch, seed, image_size, process_index,
+                process_count):
+  """This process's part of global batch `step`, as stacked numpy arrays."""
+  size = global_batch // process_count
+  indices = global_batch_indices(step, global_batch=global_batch, num_records=len(source),
+                                 seed=seed)[process_index * size:(process_index + 1) * size]
+  batch = source.get_batch(indices)
+  return dict(image=preprocess(batch["image"], image_size), label=batch["label"],
+              index=indices)
+
+
+def train_dataset(source, *, global_batch: int, seed: int, image_size: int,
+                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+  """Element s: dict(image uint8 (L, S, S, 3), label int32 (L,), index int64 (L,)).
+
+  L = global_batch // process_count; element s is rows [process_index*L, (process_index+1)*L)
+  of global batch s, identical whatever process_count is.
+  """
+  if global_batch % process_count:
+    raise ValueError(f"global_batch {global_batch} is not divisible by process_count "
+                     f"{process_count}")
+  load = functools.partial(_load_slice, source=source, global_batch=global_batch, seed=seed,
+                           image_size=image_size, process_index=process_index,
+                           process_count=process_count)
+  return grain.MapDataset.range(_MAX_STEPS).map(load)
+
+
+class TrainIterator(grain.DatasetIterator):
+  """Iterator over training steps whose whole state is the next step, {"next_step": s}.
+
+  Why not grain's own iterator state: with several worker processes grain interleaves one
+  iterator per worker, so its state depends on num_workers, and it cannot be positioned at an
+  arbitrary step (set_next_index is unsupported there). Element s depends only on s, so the
+  next step is a complete state: setting it rebuilds the grain pipeline from that step, for any
+  num_workers, and a checkpoint stays valid when num_workers or the grain version changes.
+  Subclasses grain.DatasetIterator so grain.checkpoint.CheckpointSave/Restore accept it.
+  """
+
+  def __init__(self, dataset, start_step, num_workers, prefetch):
+    super().__init__()
+    self._dataset, self._num_workers, self._prefetch = dataset, num_workers, prefetch
+    self._it = None
+    self._restart(start_step)
+
+  def _restart(self, step):
+    if self._it is not None:
+      self._it.close()
+    self._next_step = step
+    # Within a process batches are loaded one at a time (num_threads=0): loading is numpy or
+    # per-record Python, where more threads only contend for the GIL.
+    ds = self._dataset[step:].to_iter_dataset(
+        grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    if self._num_workers > 0:
+      ds = ds.mp_prefetch(grain.MultiprocessingOptions(
+          num_workers=self._num_workers, per_worker_buffer_size=self._prefetch))
+    else:
+      ds = grain.experimental.ThreadPrefetchIterDataset(ds, prefetch_buffer_size=self._prefetch)
+    self._it = iter(ds)
+
+  def __next__(self):
+    element = next(self._it)
+    self._next_step += 1
+    return element
+
+  def get_state(self):
+    return {"next_step": self._next_step}
+
+  def set_state(self, state):
+    if state["next_step"] != self._next_step:  # Equal: the running pipeline is already there.
+      self._restart(int(state["next_step"]))
+
+  def _get_next_index(self):
+    return self._next_step
+
+  def _set_next_index(self, index):
+    self.set_state({"next_step": index})
+
+  def start_prefetch(self):
+    self._it.start_prefetch()
+
+  def close(self):
+    self._it.close()
+    super().close()
+
+
+def train_iterator(dataset: grain.MapDataset, *, start_step: int = 0, num_workers: int = 0,
+                   prefetch: int = 2) -> TrainIterator:
+  """Checkpointable iterator over `dataset` (from `train_dataset`) from step `start_step` on.
+
+  num_workers > 0 loads batches in that many processes, each prefetching `prefetch` batches;
+  0 prefetches `prefetch` batches in one background thread. Build the dataset inside a
+  function: worker processes re-import `__main__`. Close the iterator to stop the workers.
+  """
+  return TrainIterator(dataset, start_step, num_workers, prefetch)
+
+
+def load_arrays(source, *, image_size: int, max_examples: int | None = None,
+                chunk: int = 4096) -> dict:
+  """The first `max_examples` records (all if None): image uint8 (N, S, S, 3), label int32 (N,).
+
+  For evaluators (kNN / linear probe), with the same host preprocessing as training; read in
+  chunks so the float resize buffer stays small for large splits.
+  """
+  num = len(source) if max_examples is None else min(max_examples, len(source))
+  parts = [source.get_batch(np.arange(lo, min(lo + chunk, num))) for lo in range(0, num, chunk)]
+  return dict(image=np.concatenate([preprocess(p["image"], image_size) for p in parts]),
+              label=np.concatenate([p["label"] for p in parts]))

@@ -1,0 +1,140 @@
+"""ResNet v1.5 encoders (He et al. 2016; torchvision placement of the stride).
+
+The layer layout, padding and initialisation follow torchvision so that parameter
+counts and feature shapes match the numbers quoted in the SSL literature
+(ResNet-18: 11.18M, ResNet-50: 23.51M without the classifier).
+"""
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+# Stage depths and whether the stages use bottleneck blocks. Depth 10 is not a
+# standard torchvision model: it is a one-block-per-stage variant for CPU runs.
+STAGES = {
+    10: ((1, 1, 1, 1), False),
+    18: ((2, 2, 2, 2), False),
+    34: ((3, 4, 6, 3), False),
+    50: ((3, 4, 6, 3), True),
+}
+
+# He-normal in fan-out mode, as torchvision initialises its convolutions.
+_conv_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+
+
+def feature_dim(depth: int, width: int) -> int:
+  """Channels after the last stage: 8x the stem width, 4x more for bottlenecks."""
+  _, bottleneck = STAGES[depth]
+  return width * 8 * (4 if bottleneck else 1)
+
+
+def _conv(features: int, kernel: int, strides: int, dtype: Any,
+          name: str) -> nn.Conv:
+  # Symmetric `kernel // 2` padding (not "SAME") reproduces torchvision's output
+  # grid for strided convs; a bias is redundant before BatchNorm.
+  return nn.Conv(
+      features, (kernel, kernel), strides=(strides, strides),
+      padding=[(kernel // 2, kernel // 2)] * 2, use_bias=False,
+      dtype=dtype, param_dtype=jnp.float32,
+      kernel_init=nn.with_logical_partitioning(
+          _conv_init, ("conv_h", "conv_w", "conv_in", "conv_out")),
+      name=name)
+
+
+def _batch_norm(train: bool, dtype: Any, name: str,
+                zero_scale: bool = False) -> nn.BatchNorm:
+  # No `axis_name`: under jit the batch mean over a sharded batch is already a
+  # global reduction, so statistics always cover the whole global batch.
+  scale_init = nn.initializers.zeros if zero_scale else nn.initializers.ones
+  return nn.BatchNorm(
+      use_running_average=not train, momentum=0.9, epsilon=1e-5,
+      dtype=dtype, param_dtype=jnp.float32,
+      scale_init=nn.with_logical_partitioning(scale_init, ("norm",)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)),
+      name=name)
+
+
+class BasicBlock(nn.Module):
+  """Two 3x3 convs; used by ResNet-10/18/34."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv = functools.partial(_conv, dtype=self.dtype)
+    bn = functools.partial(_batch_norm, train, self.dtype)
+    y = nn.relu(bn("bn1")(conv(self.features, 3, self.strides, name="conv1")(x)))
+    # Zero-initialised last scale makes every block start as the identity, which
+    # is what lets large-batch training use a linear LR warm-up (Goyal et al.).
+    y = bn("bn2", zero_scale=True)(conv(self.features, 3, 1, name="conv2")(y))
+    if x.shape[-1] != self.features or self.strides != 1:
+      x = bn("proj_bn")(conv(self.features, 1, self.strides, name="proj_conv")(x))
+    return nn.relu(x + y)
+
+
+class Bottleneck(nn.Module):
+  """1x1 reduce, strided 3x3, 1x1 expand (x4); used by ResNet-50."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    conv = functools.partial(_conv, dtype=self.dtype)
+    bn = functools.partial(_batch_norm, train, self.dtype)
+    out = self.features * 4
+    y = nn.relu(bn("bn1")(conv(self.features, 1, 1, name="conv1")(x)))
+    # v1.5: the stride sits on the 3x3 conv, not the first 1x1 (v1), which keeps
+    # information from 3/4 of the positions that a strided 1x1 would skip.
+    y = nn.relu(bn("bn2")(conv(self.features, 3, self.strides, name="conv2")(y)))
+    y = bn("bn3", zero_scale=True)(conv(out, 1, 1, name="conv3")(y))
+    if x.shape[-1] != out or self.strides != 1:
+      x = bn("proj_bn")(conv(out, 1, self.strides, name="proj_conv")(x))
+    return nn.relu(x + y)
+
+
+class ResNet(nn.Module):
+  """ResNet trunk returning globally average-pooled features of shape (B, D).
+
+  Attributes:
+    depth: 10, 18, 34 or 50.
+    width: channels of the stem and first stage; stage i has width * 2**i.
+    stem: "cifar" (3x3 stride-1 conv, no pooling; for 32x32 inputs, as in the
+      SimCLR CIFAR experiments) or "imagenet" (7x7 stride-2 conv + max-pool).
+    dtype: compute dtype; parameters and BatchNorm statistics stay float32.
+  """
+  depth: int = 18
+  width: int = 64
+  stem: str = "cifar"
+  dtype: Any = jnp.float32
+
+  def __post_init__(self):
+    # Validate at construction so a bad config fails before any tracing.
+    if self.depth not in STAGES:
+      raise ValueError(f"depth must be one of {sorted(STAGES)}, got {self.depth}")
+    if self.stem not in ("cifar", "imagenet"):
+      raise ValueError(f"stem must be 'cifar' or 'imagenet', got {self.stem!r}")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, train: bool):
+    stage_sizes, bottleneck = STAGES[self.depth]
+    if self.stem == "cifar":
+      x = _conv(self.width, 3, 1, self.dtype, name="stem_conv")(x)
+      x = nn.relu(_batch_norm(train, self.dtype, name="stem_bn")(x))
+    else:
+      x = _conv(self.width, 7, 2, self.dtype, name="stem_conv")(x)
+      x = nn.relu(_batch_norm(train, self.dtype, name="stem_bn")(x))
+      # max_pool pads with -inf, matching torchvision's MaxPool2d(3, 2, 1).
+      x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    block_cls = Bottleneck if bottleneck else BasicBlock
+    for i, num_blocks in enumerate(stage_sizes):
+      for j in range(num_blocks):
+        # The first stage keeps the resolution: the stem already downsampled.
+        strides = 2 if i > 0 and j == 0 else 1
+        x = block_cls(self.width * 2**i, strides, self.dtype,
+                      name=f"stage{i + 1}_block{j + 1}")(x, train)
+    return jnp.mean(x, axis=(1, 2))
+

@@ -1,0 +1,245 @@
+"""Vision Transformer encoder (Dosovitskiy et al. 2021), pre-norm, big_vision style.
+
+Besides the pooled features, the encoder can return every output token and can
+run on a subset of the patches (`ids_keep`), which is what MAE's encoder needs;
+`posemb_sincos_2d` and `Encoder` are public so that an MAE decoder can reuse them.
+"""
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+# (width, depth, num_heads). "mu" is a 4-block model for CPU smoke runs; the
+# others are the standard DeiT/ViT sizes.
+VARIANTS = {
+    "mu": (96, 4, 3),
+    "tiny": (192, 12, 3),
+    "small": (384, 12, 6),
+    "base": (768, 12, 12),
+    "large": (1024, 24, 16),
+}
+
+
+def vit_config(variant: str) -> dict:
+  """ViT constructor kwargs for a name like "base" or "tiny/4" (patch size 4).
+
+  Without a "/patch" suffix the patch size is 16.
+  """
+  name, _, patch = variant.partition("/")
+  if name not in VARIANTS:
+    raise ValueError(
+        f"variant must be one of {sorted(VARIANTS)} with an optional /patch "
+        f"suffix, got {variant!r}")
+  if patch and not patch.isdigit():
+    raise ValueError(f"variant patch size must be an integer, got {variant!r}")
+  width, depth, num_heads = VARIANTS[name]
+  return dict(width=width, depth=depth, num_heads=num_heads,
+              patch_size=int(patch) if patch else 16)
+
+
+def posemb_sincos_2d(h: int, w: int, width: int,
+                     temperature: float = 10_000.) -> jax.Array:
+  """Fixed float32 2D sin-cos position embeddings of shape (1, h * w, width).
+
+  A quarter of the channels each hold sin(x), cos(x), sin(y), cos(y) at
+  geometric frequencies 1 / temperature**(i / (width/4)), as in MAE; tokens are
+  in row-major (y, x) order, the order of a reshaped (B, h, w, C) patch grid.
+  """
+  if width % 4:
+    raise ValueError(f"width must be divisible by 4 for 2D sincos, got {width}")
+  y, x = np.mgrid[:h, :w]
+  omega = 1. / temperature**(np.arange(width // 4) / (width // 4))
+  y = np.einsum("m,d->md", y.reshape(-1), omega)
+  x = np.einsum("m,d->md", x.reshape(-1), omega)
+  pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
+  return jnp.asarray(pe[None], jnp.float32)
+
+
+def _dense(features: int, names: tuple[str, str], dtype: Any,
+           name: str) -> nn.Dense:
+  # Xavier-uniform kernels and near-zero biases, as in big_vision's ViT.
+  return nn.Dense(
+      features, dtype=dtype, param_dtype=jnp.float32,
+      kernel_init=nn.with_logical_partitioning(
+          nn.initializers.xavier_uniform(), names),
+      bias_init=nn.with_logical_partitioning(
+          nn.initializers.normal(stddev=1e-6), names[-1:]),
+      name=name)
+
+
+def _layer_norm(dtype: Any, name: str) -> nn.LayerNorm:
+  return nn.LayerNorm(
+      epsilon=1e-6, dtype=dtype, param_dtype=jnp.float32,
+      scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)),
+      name=name)
+
+
+class MlpBlock(nn.Module):
+  """Dense -> GELU -> Dense, back to the input width."""
+  mlp_dim: int
+  dropout: float = 0.
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    width = x.shape[-1]
+    x = nn.gelu(_dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "fc1")(x))
+    x = nn.Dropout(self.dropout)(x, deterministic)
+    return _dense(width, ("mlp", "embed"), self.dtype, "fc2")(x)
+
+
+class Encoder1DBlock(nn.Module):
+  """Pre-norm transformer block: x + MHSA(LN(x)), then x + MLP(LN(x))."""
+  num_heads: int
+  mlp_dim: int
+  dropout: float = 0.
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    xavier = nn.initializers.xavier_uniform()
+    y = _layer_norm(self.dtype, "ln1")(x)
+    y = nn.MultiHeadDotProductAttention(
+        num_heads=self.num_heads, dtype=self.dtype, param_dtype=jnp.float32,
+        kernel_init=nn.with_logical_partitioning(
+            xavier, ("embed", "heads", "kv")),
+        bias_init=nn.with_logical_partitioning(
+            nn.initializers.zeros, ("heads", "kv")),
+        out_kernel_init=nn.with_logical_partitioning(
+            xavier, ("heads", "kv", "embed")),
+        out_bias_init=nn.with_logical_partitioning(
+            nn.initializers.zeros, ("embed",)),
+        # jax.nn's attention takes the same (B, T, heads, head_dim) layout and
+        # lets XLA (or an explicit cuDNN choice later) pick the fused kernel.
+        attention_fn=jax.nn.dot_product_attention,
+        name="attn")(y, y)
+    x = x + nn.Dropout(self.dropout)(y, deterministic)
+    y = _layer_norm(self.dtype, "ln2")(x)
+    y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name="mlp")(
+        y, deterministic)
+    return x + nn.Dropout(self.dropout)(y, deterministic)
+
+
+class Encoder(nn.Module):
+  """A stack of `depth` blocks followed by a final LayerNorm."""
+  depth: int
+  num_heads: int
+  mlp_dim: int
+  dropout: float = 0.
+  dtype: Any = jnp.float32
+  remat: bool = False
+
+  @nn.compact
+  def __call__(self, x, deterministic: bool):
+    block_cls = Encoder1DBlock
+    if self.remat:
+      # Recompute activations in the backward pass: trades ~1/3 more FLOPs for
+      # O(depth) less activation memory. `deterministic` must stay static.
+      block_cls = nn.remat(Encoder1DBlock, static_argnums=(2,))
+    for i in range(self.depth):
+      x = block_cls(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
+                    name=f"block{i}")(x, deterministic)
+    return _layer_norm(self.dtype, "encoder_norm")(x)
+
+
+class ViT(nn.Module):
+  """ViT encoder returning pooled features of shape (B, width).
+
+  Attributes:
+    patch_size: side of the square patches; image sides must be multiples.
+    width, depth, num_heads: transformer size (see `vit_config` for presets).
+    mlp_dim: hidden width of the MLPs; None means 4 * width.
+    pool: "cls" (prepend a learned class token and return its output) or "gap"
+      (no class token; mean of the output patch tokens).
+    posemb: "sincos2d" (fixed, as in MAE/big_vision) or "learn".
+    dropout: dropout rate after the embeddings, attention and MLPs.
+    dtype: compute dtype; parameters stay float32.
+    remat: rematerialise each block (see `Encoder`).
+  """
+  patch_size: int = 16
+  width: int = 768
+  depth: int = 12
+  num_heads: int = 12
+  mlp_dim: int | None = None
+  pool: str = "cls"
+  posemb: str = "sincos2d"
+  dropout: float = 0.
+  dtype: Any = jnp.float32
+  remat: bool = False
+
+  def __post_init__(self):
+    # Validate at construction so a bad config fails before any tracing.
+    if self.pool not in ("cls", "gap"):
+      raise ValueError(f"pool must be 'cls' or 'gap', got {self.pool!r}")
+    if self.posemb not in ("sincos2d", "learn"):
+      raise ValueError(
+          f"posemb must be 'sincos2d' or 'learn', got {self.posemb!r}")
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x, train: bool, return_tokens: bool = False,
+               ids_keep: jax.Array | None = None):
+    """Encodes images x of shape (B, H, W, C).
+
+    Args:
+      x: float images, already normalised.
+      train: enables dropout (needs a "dropout" rng when dropout > 0).
+      return_tokens: also return all output tokens, (B, 1 + N, width) with the
+        class token first for pool="cls", else (B, N, width).
+      ids_keep: optional (B, K) int indices into the row-major patch grid; only
+        those patches (with their position embeddings) enter the transformer,
+        as MAE's encoder does with its visible patches.
+
+    Returns:
+      The pooled features (B, width), or (pooled, tokens) if return_tokens.
+    """
+    p = self.patch_size
+    if x.shape[1] % p or x.shape[2] % p:
+      raise ValueError(f"image size {x.shape[1:3]} is not a multiple of "
+                       f"patch_size {p}")
+    x = nn.Conv(
+        self.width, (p, p), strides=(p, p), padding="VALID",
+        dtype=self.dtype, param_dtype=jnp.float32,
+        kernel_init=nn.with_logical_partitioning(
+            nn.initializers.lecun_normal(),
+            ("conv_h", "conv_w", "conv_in", "conv_out")),
+        bias_init=nn.with_logical_partitioning(
+            nn.initializers.zeros, ("conv_out",)),
+        name="embedding")(x)
+    b, h, w, c = x.shape
+    x = x.reshape(b, h * w, c)
+
+    if self.posemb == "sincos2d":
+      pos = posemb_sincos_2d(h, w, c)
+    else:
+      pos = self.param(
+          "pos_embedding",
+          nn.with_logical_partitioning(
+              nn.initializers.normal(stddev=1 / np.sqrt(c)),
+              (None, None, "embed")),
+          (1, h * w, c), jnp.float32)
+    # Cast so float32 embeddings do not promote a bfloat16 residual stream.
+    x = x + pos.astype(x.dtype)
+    if ids_keep is not None:
+      x = jnp.take_along_axis(x, ids_keep[..., None], axis=1)
+
+    if self.pool == "cls":
+      # No position embedding for the class token: it is a learned parameter
+      # already, so a learned offset would be redundant (big_vision, MAE).
+      cls = self.param(
+          "cls",
+          nn.with_logical_partitioning(
+              nn.initializers.zeros, (None, None, "embed")),
+          (1, 1, c), jnp.float32)
+      x = jnp.concatenate(
+          [jnp.broadcast_to(cls.astype(x.dtype), (b, 1, c)), x], axis=1)
+
+    x = nn.Dropout(self.dropout)(x, not train)
+    x = Encoder(self.depth, self.num_heads, self.mlp_dim or 4 * self.width,
+                self.dropout, self.dtype, self.remat, name="encoder")(
+                    x, not train)
+    pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
+    return (pooled, x) if return_tokens else pooled

@@ -1,0 +1,277 @@
+"""Tests for jaxssl.models: shapes, dtypes, sharding annotations, BN, param counts.
+
+Shapes, dtypes and parameter counts come from `jax.eval_shape`, which costs no
+compilation; only a few tiny models are actually run.
+"""
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxssl import models
+from jaxssl.models import LinearClassifier, MLPHead, ResNet, ViT
+
+# Logical axis names the sharding rules know about (see models' contract).
+LOGICAL_NAMES = {"embed", "mlp", "heads", "kv", "conv_t", "conv_h", "conv_w",
+                 "conv_in", "conv_out", "norm", None}
+
+
+def _init(module, x, **kwargs):
+  # Init under jit with an RBG key: XLA:CPU compiles threefry-based random
+  # initialisers very slowly (tens of seconds for a ResNet), RBG in seconds.
+  init = lambda x: module.init(jax.random.key(0, impl="unsafe_rbg"), x, **kwargs)
+  return nn.meta.unbox(jax.jit(init)(x))
+
+
+def _abstract(module, x, **kwargs):
+  """(boxed variables, output) shapes, traced without compiling or running."""
+  variables = jax.eval_shape(
+      lambda x: module.init(jax.random.key(0), x, **kwargs), x)
+  out = jax.eval_shape(lambda v, x: module.apply(v, x, **kwargs),
+                       variables, x)
+  return variables, out
+
+
+def _num_params(module, shape):
+  variables, _ = _abstract(module, jnp.zeros(shape), train=False)
+  params = nn.meta.unbox(variables["params"])
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+
+
+def _images(b, size, seed=0):
+  return np.random.RandomState(seed).normal(size=(b, size, size, 3)).astype(
+      np.float32)
+
+
+@pytest.mark.parametrize("depth,stem,size,dim", [
+    (10, "cifar", 16, 64),
+    (18, "imagenet", 32, 64),
+    (50, "cifar", 16, 256),
+    (50, "imagenet", 32, 256),
+])
+def test_resnet_output_shape(depth, stem, size, dim):
+  config = ml_collections.ConfigDict(
+      dict(name="resnet", depth=depth, width=8, stem=stem))
+  _, out = _abstract(models.build_encoder(config), _images(2, size),
+                     train=False)
+  assert out.shape == (2, dim)
+  assert models.feature_dim(config) == dim
+
+
+@pytest.mark.parametrize("variant,pool", [
+    ("mu/4", "cls"), ("mu/4", "gap"), ("tiny/4", "cls"), ("tiny/4", "gap")])
+def test_vit_output_shape(variant, pool):
+  config = ml_collections.ConfigDict(dict(name="vit", variant=variant, pool=pool))
+  width = models.feature_dim(config)
+  _, (pooled, tokens) = _abstract(models.build_encoder(config), _images(2, 16),
+                                  train=False, return_tokens=True)
+  assert pooled.shape == (2, width)
+  assert tokens.shape == (2, 16 + (pool == "cls"), width)
+
+
+# A one-block ViT, quick to compile on a CPU.
+_TINY_VIT = dict(patch_size=4, width=32, depth=1, num_heads=2)
+
+
+@pytest.mark.parametrize("pool", ["cls", "gap"])
+def test_vit_pooling_and_ids_keep(pool):
+  model = ViT(**_TINY_VIT, pool=pool)
+  x = _images(2, 8)
+  variables = _init(model, x, train=False)
+  apply = jax.jit(functools.partial(model.apply, train=False,
+                                    return_tokens=True))
+  pooled, tokens = apply(variables, x)
+  expected = tokens[:, 0] if pool == "cls" else tokens.mean(axis=1)
+  np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)
+  if pool == "cls":
+    # Keeping every patch in order is the same as passing no ids_keep.
+    _, kept = apply(variables, x, ids_keep=np.tile(np.arange(4), (2, 1)))
+    np.testing.assert_allclose(tokens, kept, rtol=1e-5, atol=1e-5)
+  # Keeping K patches encodes K tokens (+ cls).
+  _, (_, kept) = _abstract(model, x, train=False, return_tokens=True,
+                           ids_keep=np.array([[0, 3], [2, 1]]))
+  assert kept.shape == (2, 2 + (pool == "cls"), 32)
+
+
+def test_vit_config_parsing():
+  assert models.vit_config("tiny/4") == dict(
+      width=192, depth=12, num_heads=3, patch_size=4)
+  assert models.vit_config("base")["patch_size"] == 16
+  # One config may hold both encoders' fields; the ResNet's depth and width
+  # must not resize the ViT.
+  config = ml_collections.ConfigDict(dict(
+      name="vit", variant="small/8", dtype="bfloat16", depth=18, width=16,
+      stem="cifar", pool="gap"))
+  model = models.build_encoder(config)
+  assert (model.width, model.depth, model.patch_size) == (384, 12, 8)
+  assert (model.pool, model.dtype) == ("gap", jnp.bfloat16)
+  assert models.feature_dim(config) == 384
+  config.name = "resnet"
+  assert models.feature_dim(config) == 128
+
+
+def test_vit_remat_keeps_params_and_differentiates():
+  # Remat must not rename parameters (checkpoints stay interchangeable), and
+  # `deterministic` must stay static under the remat transform.
+  x = _images(2, 8)
+  plain, remat = ViT(**_TINY_VIT), ViT(**_TINY_VIT, remat=True)
+  variables = nn.meta.unbox(_abstract(plain, x, train=False)[0])
+  remat_variables = nn.meta.unbox(_abstract(remat, x, train=False)[0])
+  assert jax.tree.structure(variables) == jax.tree.structure(remat_variables)
+  grads = jax.eval_shape(
+      jax.grad(lambda v: remat.apply(v, x, train=True).sum()), variables)
+  assert jax.tree.structure(grads) == jax.tree.structure(variables)
+
+
+_SMALL_MODELS = {
+    "resnet10": (ResNet(depth=10, width=8), dict(train=False)),
+    "resnet50": (ResNet(depth=50, width=8, stem="imagenet"), dict(train=False)),
+    "vit_cls": (ViT(**models.vit_config("mu/4"), posemb="learn"),
+                dict(train=False)),
+    "vit_gap": (ViT(**models.vit_config("mu/4"), pool="gap"),
+                dict(train=False)),
+    "mlp_head": (MLPHead(hidden_dim=32, out_dim=16, num_layers=3,
+                         last_bn=True), dict(train=False)),
+    "linear": (LinearClassifier(num_classes=10), dict()),
+}
+
+
+def _input_for(name):
+  return np.ones((2, 8), np.float32) if name in ("mlp_head", "linear") else (
+      _images(2, 16))
+
+
+@pytest.mark.parametrize("name", sorted(_SMALL_MODELS))
+def test_bfloat16_compute_keeps_float32_params(name):
+  module, kwargs = _SMALL_MODELS[name]
+  x = _input_for(name)
+  variables, out = _abstract(module.clone(dtype=jnp.bfloat16), x, **kwargs)
+  for leaf in jax.tree.leaves(nn.meta.unbox(variables)):
+    assert leaf.dtype == jnp.float32
+  assert out.dtype == jnp.bfloat16
+  assert _abstract(module, x, **kwargs)[1].dtype == jnp.float32
+
+
+@pytest.mark.parametrize("name", sorted(_SMALL_MODELS))
+def test_every_param_has_logical_axes(name):
+  module, kwargs = _SMALL_MODELS[name]
+  boxed = _abstract(module, _input_for(name), **kwargs)[0]["params"]
+  is_box = lambda x: isinstance(x, nn.LogicallyPartitioned)
+  leaves = jax.tree.leaves(boxed, is_leaf=is_box)
+  assert leaves and all(is_box(leaf) for leaf in leaves)
+  specs = jax.tree.leaves(nn.get_partition_spec(boxed),
+                          is_leaf=lambda x: isinstance(x, jax.P))
+  assert len(specs) == len(leaves)
+  for spec, leaf in zip(specs, leaves):
+    assert isinstance(spec, jax.P)
+    assert len(spec) == leaf.value.ndim, (spec, leaf.value.shape)
+    assert set(spec) <= LOGICAL_NAMES, spec
+    named = [n for n in spec if n is not None]
+    assert len(named) == len(set(named)), f"repeated logical name in {spec}"
+
+
+def test_resnet_batchnorm_train_and_eval():
+  model = ResNet(depth=10, width=4)
+  x = _images(4, 16)
+  variables = _init(model, x, train=False)
+  # Zero-initialised last BN scale: each residual branch starts at zero.
+  assert not np.any(variables["params"]["stage1_block1"]["bn2"]["scale"])
+  train = jax.jit(functools.partial(model.apply, train=True,
+                                    mutable=["batch_stats"]))
+  evaluate = jax.jit(functools.partial(model.apply, train=False))
+  _, updates = train(variables, x)
+  changed = jax.tree.map(lambda a, b: bool(np.any(a != b)),
+                         variables["batch_stats"], updates["batch_stats"])
+  assert all(jax.tree.leaves(changed))
+  variables = {"params": variables["params"], **updates}
+
+  # Same first example, different rest of the batch. Eval mode normalises with
+  # running statistics, so that example's features do not change; in train
+  # mode (batch statistics) they do.
+  batch_a, batch_b = x.copy(), x.copy()
+  batch_b[1:] = -3 * _images(3, 16, seed=1)
+  np.testing.assert_allclose(evaluate(variables, batch_a)[0],
+                             evaluate(variables, batch_b)[0],
+                             rtol=1e-5, atol=1e-6)
+  assert not np.allclose(train(variables, batch_a)[0][0],
+                         train(variables, batch_b)[0][0], atol=1e-4)
+
+
+def test_mlp_head_layout():
+  x = np.ones((4, 8), np.float32)
+  head = MLPHead(hidden_dim=32, out_dim=16, num_layers=3, last_bn=True)
+  variables, out = _abstract(head, x, train=False)
+  assert out.shape == (4, 16)
+  params = nn.meta.unbox(variables["params"])
+  assert set(params) == {"dense0", "bn0", "dense1", "bn1", "dense2"}
+  # Bias only where no BN follows; the output BN has no affine parameters but
+  # does keep running statistics.
+  assert "bias" not in params["dense0"] and "bias" not in params["dense2"]
+  assert "bn2" in variables["batch_stats"]
+  variables, _ = _abstract(MLPHead(hidden_dim=32, out_dim=16, use_bn=False),
+                           x, train=True)
+  assert "batch_stats" not in variables
+  assert "bias" in variables["params"]["dense0"]
+
+
+def test_resnet_param_counts_match_torchvision():
+  # torchvision totals minus the 1000-way fc (in_features * 1000 + 1000).
+  assert _num_params(ResNet(18, stem="imagenet"), (1, 224, 224, 3)) == (
+      11_689_512 - (512 * 1000 + 1000))
+  assert _num_params(ResNet(50, stem="imagenet"), (1, 224, 224, 3)) == (
+      25_557_032 - (2048 * 1000 + 1000))
+
+
+def test_vit_base_param_count():
+  width, mlp, patches = 768, 3072, 14 * 14
+  embed = 16 * 16 * 3 * width + width
+  block = (2 * 2 * width                      # two LayerNorms
+           + 4 * (width * width + width)      # q, k, v, out projections
+           + width * mlp + mlp + mlp * width + width)
+  expected = embed + 12 * block + 2 * width + width  # + final LN, cls token
+  assert expected == 85_647_360
+  vit_b16 = ViT(**models.vit_config("base"))
+  assert _num_params(vit_b16, (1, 224, 224, 3)) == expected
+  # A learned posemb adds one vector per patch. timm's 86,567,656 also counts a
+  # cls-token position (768) and the 1000-way head (769,000).
+  learned = vit_b16.clone(posemb="learn")
+  assert _num_params(learned, (1, 224, 224, 3)) == expected + patches * width
+  assert expected + patches * width + width == 86_567_656 - 769_000
+
+
+def test_posemb_sincos_2d_matches_reference():
+  h, w, width, temperature = 3, 5, 16, 10_000.
+  pe = np.asarray(models.posemb_sincos_2d(h, w, width, temperature))
+  assert pe.shape == (1, h * w, width) and pe.dtype == np.float32
+  assert np.all(np.abs(pe) <= 1.)
+  quarter = width // 4
+  reference = np.zeros((h * w, width))
+  for i in range(h):
+    for j in range(w):
+      for k in range(quarter):
+        omega = 1. / temperature**(k / quarter)
+        reference[i * w + j, k] = np.sin(j * omega)
+        reference[i * w + j, quarter + k] = np.cos(j * omega)
+        reference[i * w + j, 2 * quarter + k] = np.sin(i * omega)
+        reference[i * w + j, 3 * quarter + k] = np.cos(i * omega)
+  np.testing.assert_allclose(pe[0], reference, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("fields,match", [
+    (dict(name="convnext"), "model.name"),
+    (dict(name="resnet", dtype="float16"), "model.dtype"),
+    (dict(name="resnet", widht=8), "widht"),
+    (dict(name="resnet", depth=42), "depth"),
+    (dict(name="resnet", stem="cifar10"), "stem"),
+    (dict(name="vit", variant="huge/14"), "variant"),
+    (dict(name="vit", variant="tiny/x"), "variant"),
+    (dict(name="vit", pool="max"), "pool"),
+    (dict(name="vit", posemb="rope"), "posemb"),
+])
+def test_build_encoder_rejects_bad_config(fields, match):
+  with pytest.raises(ValueError, match=match):
+    models.build_encoder(ml_collections.ConfigDict(fields))

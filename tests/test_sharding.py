@@ -1,0 +1,66 @@
+"""Mesh resolution and the invariant that sharding does not change the numbers."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import PartitionSpec as P
+
+from configs import simclr as simclr_config
+from jaxssl import methods, optim, sharding, train
+
+
+def test_mesh_shape_resolves_minus_one_and_rejects_mismatch():
+  assert sharding.mesh_shape(dict(data=-1, fsdp=2, model=1), 8) == dict(data=4, fsdp=2, model=1)
+  assert sharding.mesh_shape(sharding.PRESETS["fsdp+tp"], 8) == dict(data=1, fsdp=4, model=2)
+  with pytest.raises(ValueError, match="needs 6 devices"):
+    sharding.mesh_shape(dict(data=3, fsdp=2, model=1), 8)
+  with pytest.raises(ValueError, match="at most one axis"):
+    sharding.mesh_shape(dict(data=-1, fsdp=-1, model=1), 8)
+  with pytest.raises(ValueError, match="not divisible"):
+    sharding.mesh_shape(dict(data=-1, fsdp=3, model=1), 8)
+
+
+def test_logical_rules_replicate_indivisible_dims():
+  mesh = sharding.make_mesh(sharding.PRESETS["fsdp+tp"])  # fsdp=4, model=2
+  assert sharding.logical_to_mesh_spec(("embed", "mlp"), (64, 32), mesh) == P("fsdp", "model")
+  assert sharding.logical_to_mesh_spec(("embed", "mlp"), (6, 32), mesh) == P(None, "model")
+  assert sharding.logical_to_mesh_spec(("conv_h", "conv_w", "conv_in", "conv_out"), (3, 3, 8, 10),
+                                       mesh) == P(None, None, None, None)
+
+
+def _loss_and_grads(config, mesh, batch):
+  method = methods.build(config, methods.DataInfo(image_size=config.data.image_size, num_classes=10))
+  tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
+  init_fn, _, state_sh = train.create_state(method, tx, mesh, config.seed)
+  state = init_fn(jax.random.key(0))
+  data = {k: jax.device_put(v, sharding.batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
+
+  @jax.jit
+  def f(params, model_state, data):
+    (loss, _), grads = jax.value_and_grad(method.loss, has_aux=True)(
+        params, model_state, data, jax.random.key(1), 0)
+    return loss, grads
+
+  with jax.set_mesh(mesh):
+    loss, grads = f(state["params"], state["model_state"], data)
+  return float(loss), jax.tree.map(np.asarray, grads), state_sh
+
+
+@pytest.mark.parametrize("preset", ["dp", "fsdp", "fsdp+tp", "data2xfsdp4"])
+def test_simclr_loss_and_grads_equal_on_8_devices_and_1(preset):
+  config = simclr_config.get_config("quick")
+  rng = np.random.default_rng(0)
+  batch = {"image": rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
+           "label": rng.integers(0, 10, (32,), dtype=np.int32)}
+  one = sharding.make_mesh(dict(data=1, fsdp=1, model=1), jax.devices()[:1])
+  shape = dict(data=2, fsdp=4, model=1) if preset == "data2xfsdp4" else sharding.PRESETS[preset]
+  eight = sharding.make_mesh(shape)
+  loss1, grads1, _ = _loss_and_grads(config, one, batch)
+  loss8, grads8, state_sh = _loss_and_grads(config, eight, batch)
+  # Same math, different reduction order across devices: float32 rounding only.
+  np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
+  for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
+    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-5)
+  if preset != "dp":  # the params really are split, not silently replicated
+    specs = [s.spec for s in jax.tree.leaves(state_sh["params"])]
+    assert any(any(a is not None for a in spec) for spec in specs)
