@@ -23,7 +23,9 @@ def get_config(arg=""):
   c = config_base.base_config()
   c.method = "simclr"
 
-  c.model = ml_collections.ConfigDict(dict(name="resnet", depth=18, width=16, stem="cifar",
+  # CPU default: XLA's CPU convolutions are slow on few channels, so the encoder downsamples 4x at
+  # the stem (ResNet-10, width 32: ~250 img/s of SimCLR training on 2 cores at 32 px).
+  c.model = ml_collections.ConfigDict(dict(name="resnet", depth=10, width=32, stem="imagenet",
                                            variant="", pool="gap"))
   c.model.dtype = c.get_ref("compute_dtype")
   c.simclr = ml_collections.ConfigDict(dict(temperature=0.2, proj_hidden_dim=512, proj_dim=128,
@@ -33,7 +35,7 @@ def get_config(arg=""):
   c.augment = ml_collections.ConfigDict(dict(view1=small_view, view2=small_view.copy_and_resolve_references()))
 
   c.batch_size = 256
-  c.total_steps = 600
+  c.total_steps = 400
   c.log_every = 20
   c.ckpt_every = 200
   c.eval_every = 0

@@ -82,7 +82,7 @@ def make_train_step(method, tx, schedule, state_shardings, mesh, seed, nan_polic
     updates, opt_state = tx.update(grads, state["opt_state"], state["params"])
     new = dict(params=optax.apply_updates(state["params"], updates), model_state=model_state,
                opt_state=opt_state)
-    grad_norm = optax.global_norm(grads)
+    grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
     # A non-finite update is never applied, so the state (and any checkpoint) stays good; the host
     # sees `nonfinite_step` at the next log and stops (nan_policy="stop") or goes on ("skip").
@@ -191,6 +191,7 @@ def train_and_evaluate(config, workdir, mesh):
         raise Preempted(f"[{name}] preempted (SIGTERM) at step {step}; checkpoint saved to "
                         f"{ckpt.directory}. Rerun the same command to resume.")
     signal.signal(signal.SIGTERM, previous_handler)
+    iterator.close()
     ckpt.wait()
   else:
     print(f"[{name}] already trained to step {start_step}; no training needed", flush=True)

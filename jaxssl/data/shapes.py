@@ -13,18 +13,19 @@ Generative factors of one record, all drawn from `np.random.default_rng([seed, s
   label       uniform over the 10 classes in `CLASS_NAMES` (disc, square, triangle, star, cross,
               ring, half-disc, crescent, heart, arrow). Squares/diamonds, hexagons/discs etc. are
               avoided because full rotation or 32x32 resolution would make them ambiguous.
-  background  two random RGB colours mixed by a texture map in [0, 1]: one of stripes (random
+  background  two random RGB colours mixed, at a random 15-40% contrast, by a texture map in
+              [0, 1]: one of stripes (random
               frequency, orientation, phase), checkerboard (random frequency, orientation, phase),
               linear gradient (random direction) or "blobs" (a product of two random
               low-frequency waves).
   distractors 0-2 one-pixel line segments and 0-3 plus-shaped dots at random places, in one
               random colour, under the object; independent of the label.
-  object      diameter of its circumscribed circle uniform in 35%-80% of the image side, uniform
-              rotation, centre uniform over the positions that keep (nearly) all of it inside,
+  object      diameter of its circumscribed circle uniform in 50%-90% of the image side, rotation
+              uniform in +-30 degrees, centre uniform over the positions that keep (nearly) all of it inside,
               one random colour, replaced by a far one when too close to the background's mean
               colour (so the object never vanishes), mild random linear shading; edges are
               anti-aliased from a signed distance function.
-  noise       additive uniform pixel noise, std uniform in [0, 0.07] (in [0, 1] units).
+  noise       additive uniform pixel noise, std uniform in [0, 0.035] (in [0, 1] units).
 """
 import functools
 
@@ -36,7 +37,7 @@ NUM_CLASSES = len(CLASS_NAMES)
 SPLIT_IDS = {"train": 0, "test": 1}
 
 # Number of uniforms drawn per record; `render` slices them into named factors.
-_NUM_UNIFORMS = 37
+_NUM_UNIFORMS = 38
 
 
 def _polygon_sdf(u, v, n, inner):
@@ -186,9 +187,12 @@ def render(seed: int, split: str, index: int, image_size: int):
   pix = np.arange(s, dtype=np.float32) + 0.5  # Pixel centres.
   colours = u[6:18].reshape(4, 3, 1, 1)  # Background 0 and 1, distractors, object.
 
-  # Background: two colours mixed by a texture.
+  # Background: two colours mixed by a texture at 15-40% contrast, so that the object, not the
+  # texture, is the most distinctive structure of the image (a high-contrast texture is a shortcut
+  # for instance discrimination: both views of an image share it).
   tex = _texture(int(float(u[1]) * 4), pix / s, u[2:6])
-  img = tex * (colours[1] - colours[0]) + colours[0]
+  contrast = 0.15 + 0.25 * float(u[37])
+  img = tex * contrast * (colours[1] - colours[0]) + colours[0]
 
   # Distractors: label-independent lines and dots, under the object.
   num_lines, num_dots = int(float(u[18]) * 3), int(float(u[19]) * 4)
@@ -197,8 +201,8 @@ def render(seed: int, split: str, index: int, image_size: int):
     img[:, y, x] = colours[2, :, 0]
 
   # Object: random size, rotation and position; colour pushed away from the background mean.
-  radius = (0.35 + 0.45 * float(u[30])) * s / 2
-  angle = 2 * np.pi * float(u[31])
+  radius = (0.5 + 0.4 * float(u[30])) * s / 2
+  angle = (np.pi / 3) * (float(u[31]) - 0.5)  # +-30 degrees: every class keeps its look
   margin = 0.85 * radius
   cx, cy = (margin + (s - 2 * margin) * u[32:34]).tolist()
   half = _WINDOW * radius
@@ -220,6 +224,6 @@ def render(seed: int, split: str, index: int, image_size: int):
   window = img[:, y0:y1, x0:x1]
   window += alpha * (fg + shading - window)
 
-  noise *= 0.25 * float(u[36])  # Uniform noise in [0, 0.25) (std up to 0.07), centred below.
-  image = np.clip((img + noise) * 255 + (0.5 - 0.125 * float(u[36]) * 255), 0, 255)
+  noise *= 0.12 * float(u[36])  # Uniform noise in [0, 0.12) (std up to 0.035), centred below.
+  image = np.clip((img + noise) * 255 + (0.5 - 0.06 * float(u[36]) * 255), 0, 255)
   return image.transpose(1, 2, 0).astype(np.uint8, order="C"), label
