@@ -23,25 +23,25 @@ def get_config(arg=""):
   c = config_base.base_config()
   c.method = "simclr"
 
-  # CPU default: XLA's CPU convolutions are slow on few channels, so the encoder downsamples 4x at
-  # the stem (ResNet-10, width 32: ~250 img/s of SimCLR training on 2 cores at 32 px).
-  c.model = ml_collections.ConfigDict(dict(name="resnet", depth=10, width=32, stem="imagenet",
+  # CPU default: XLA's CPU convolutions are slow on few channels, so the encoder is a ResNet-10 of
+  # width 16 whose stem halves the resolution (~290 img/s of SimCLR training on 2 cores at 32 px).
+  c.model = ml_collections.ConfigDict(dict(name="resnet", depth=10, width=16, stem="small",
                                            variant="", pool="gap"))
   c.model.dtype = c.get_ref("compute_dtype")
-  c.simclr = ml_collections.ConfigDict(dict(temperature=0.2, proj_hidden_dim=512, proj_dim=128,
+  c.simclr = ml_collections.ConfigDict(dict(temperature=0.5, proj_hidden_dim=512, proj_dim=128,
                                             proj_layers=2))
-  # Small images: no blur (SimCLR's CIFAR-10 recipe), crops not smaller than 20% of the image.
-  small_view = view(crop_scale=(0.2, 1.0), blur_prob=0.0)
+  # Small images: no blur (SimCLR's CIFAR-10 recipe), crops of at least 30% of the image.
+  small_view = view(crop_scale=(0.3, 1.0), blur_prob=0.0)
   c.augment = ml_collections.ConfigDict(dict(view1=small_view, view2=small_view.copy_and_resolve_references()))
 
   c.batch_size = 256
-  c.total_steps = 400
+  c.total_steps = 300
   c.log_every = 20
   c.ckpt_every = 200
   c.eval_every = 0
   c.optimizer.name = "lars"
-  c.optimizer.base_lr = 1.0
-  c.optimizer.warmup_steps = 50
+  c.optimizer.base_lr = 1.5
+  c.optimizer.warmup_steps = 20
   c.optimizer.weight_decay = 1e-6
 
   if arg == "quick":  # a few seconds: tests and smoke runs

@@ -122,9 +122,13 @@ def plot_run(workdir):
   axes[0].set(title="training loss", xlabel="step")
   for key in sorted({k for _, e in evals for k in e}):
     axes[1].plot([s for s, e in evals if key in e], [e[key] for _, e in evals if key in e], "o-", label=key)
-  axes[1].set(title="evaluation (held-out)", xlabel="step")
-  if evals:
-    axes[1].legend(fontsize=8)
+  baselines_path = os.path.join(workdir, "eval", "baselines.json")
+  baselines = json.load(open(baselines_path)) if os.path.exists(baselines_path) else {}
+  for i, (key, value) in enumerate(sorted(baselines.items())):
+    axes[1].axhline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=key)
+  axes[1].set(title="evaluation (held-out); dashed: baselines", xlabel="step")
+  if evals or baselines:
+    axes[1].legend(fontsize=7)
   fig.tight_layout()
   os.makedirs(os.path.join(workdir, "plots"), exist_ok=True)
   fig.savefig(os.path.join(workdir, "plots", "training.png"), dpi=100)

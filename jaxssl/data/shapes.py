@@ -13,12 +13,12 @@ Generative factors of one record, all drawn from `np.random.default_rng([seed, s
   label       uniform over the 10 classes in `CLASS_NAMES` (disc, square, triangle, star, cross,
               ring, half-disc, crescent, heart, arrow). Squares/diamonds, hexagons/discs etc. are
               avoided because full rotation or 32x32 resolution would make them ambiguous.
-  background  two random RGB colours mixed, at a random 15-40% contrast, by a texture map in
+  background  two random RGB colours mixed, at a random 10-25% contrast, by a texture map in
               [0, 1]: one of stripes (random
               frequency, orientation, phase), checkerboard (random frequency, orientation, phase),
               linear gradient (random direction) or "blobs" (a product of two random
               low-frequency waves).
-  distractors 0-2 one-pixel line segments and 0-3 plus-shaped dots at random places, in one
+  distractors 0-1 one-pixel line segments and 0-2 plus-shaped dots at random places, in one
               random colour, under the object; independent of the label.
   object      diameter of its circumscribed circle uniform in 50%-90% of the image side, rotation
               uniform in +-30 degrees, centre uniform over the positions that keep (nearly) all of it inside,
@@ -187,15 +187,15 @@ def render(seed: int, split: str, index: int, image_size: int):
   pix = np.arange(s, dtype=np.float32) + 0.5  # Pixel centres.
   colours = u[6:18].reshape(4, 3, 1, 1)  # Background 0 and 1, distractors, object.
 
-  # Background: two colours mixed by a texture at 15-40% contrast, so that the object, not the
+  # Background: two colours mixed by a texture at 10-25% contrast, so that the object, not the
   # texture, is the most distinctive structure of the image (a high-contrast texture is a shortcut
   # for instance discrimination: both views of an image share it).
   tex = _texture(int(float(u[1]) * 4), pix / s, u[2:6])
-  contrast = 0.15 + 0.25 * float(u[37])
+  contrast = 0.1 + 0.15 * float(u[37])
   img = tex * contrast * (colours[1] - colours[0]) + colours[0]
 
   # Distractors: label-independent lines and dots, under the object.
-  num_lines, num_dots = int(float(u[18]) * 3), int(float(u[19]) * 4)
+  num_lines, num_dots = int(float(u[18]) * 2), int(float(u[19]) * 3)
   if num_lines + num_dots:
     x, y = _distractor_pixels(s, u[20:30].reshape(5, 2), num_lines, num_dots).T
     img[:, y, x] = colours[2, :, 0]
