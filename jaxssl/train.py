@@ -141,8 +141,15 @@ def train_and_evaluate(config, workdir, mesh):
 
   # ---------------------------------------------------------------- evaluators and baselines
   evaluator = evaluators.Evaluator(config, method, mesh, train_source, test_source)
+  # Every process decides from what was on disk at start (only process 0 writes), so all of them
+  # take the same branches and run the same collective computations.
   baselines_path = os.path.join(workdir, "eval", "baselines.json")
-  if config.eval.baselines and not os.path.exists(baselines_path):
+  final_path = os.path.join(workdir, "eval", "final.json")
+  final = _read_json(final_path)
+  if final is not None and final.get("step") != config.total_steps:
+    final = None  # written for another total_steps (the config was extended): evaluate again
+  baselines = _read_json(baselines_path) or {}
+  if config.eval.baselines and not baselines:
     # The random-init baseline is the very encoder training starts from (init is a pure function
     # of the seed), so it can be recomputed after a resume.
     init_state = init_fn(jax.random.key(config.seed))
@@ -150,7 +157,6 @@ def train_and_evaluate(config, workdir, mesh):
                  **evaluator.raw_pixels()}
     del init_state
     reporting.write_json(baselines_path, baselines)
-  baselines = json.load(open(baselines_path)) if os.path.exists(baselines_path) else {}
 
   # ---------------------------------------------------------------- training
   reporter = reporting.Reporter(workdir, config.total_steps, start_step, name)
@@ -197,10 +203,7 @@ def train_and_evaluate(config, workdir, mesh):
     print(f"[{name}] already trained to step {start_step}; no training needed", flush=True)
 
   # ---------------------------------------------------------------- final evaluation
-  final_path = os.path.join(workdir, "eval", "final.json")
-  if os.path.exists(final_path) and json.load(open(final_path)).get("step") == config.total_steps:
-    final = json.load(open(final_path))
-  else:
+  if final is None:
     results = evaluator.evaluate(state["params"], state["model_state"])
     reporter.log_eval(config.total_steps, results)
     final = {"step": config.total_steps, **results, **baselines}
@@ -210,6 +213,13 @@ def train_and_evaluate(config, workdir, mesh):
   ckpt.close()
   reporting.print_table(final)
   return final
+
+
+def _read_json(path):
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
 
 
 def _load_encoder(state, workdir, state_sh):
