@@ -69,7 +69,7 @@ def create_state(method, tx, mesh, seed):
   return jax.jit(init, out_shardings=shardings), abstract, shardings
 
 
-def make_train_step(method, tx, schedule, state_shardings, mesh, seed, nan_policy):
+def make_train_step(method, tx, schedule, state_shardings, mesh, seed):
 
   def train_step(state, batch):
     step = state["step"]
@@ -94,12 +94,11 @@ def make_train_step(method, tx, schedule, state_shardings, mesh, seed, nan_polic
     return new, metrics
 
   data_sh = sharding.batch_sharding(mesh, 1)  # only the leading axis matters for the prefix
-  del nan_policy  # the policy is applied on the host
   return jax.jit(train_step, in_shardings=(state_shardings, data_sh),
                  out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
 
 
-def _check_finite(state, step, nan_policy, metrics):
+def _check_finite(state, nan_policy, metrics):
   bad = int(jax.device_get(state["nonfinite_step"]))
   if bad >= 0 and nan_policy == "stop":
     raise FloatingPointError(
@@ -169,7 +168,7 @@ def train_and_evaluate(config, workdir, mesh):
       iterator.set_state(data_state)
     elif start_step:
       raise RuntimeError("checkpoint has no data iterator state")
-    train_step = make_train_step(method, tx, schedule, state_sh, mesh, config.seed, config.nan_policy)
+    train_step = make_train_step(method, tx, schedule, state_sh, mesh, config.seed)
 
     preempted = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
@@ -185,10 +184,10 @@ def train_and_evaluate(config, workdir, mesh):
       pending_metrics = metrics
       if step % config.log_every == 0 or step == config.total_steps:
         host_metrics = jax.device_get(metrics)
-        _check_finite(state, step, config.nan_policy, host_metrics)
+        _check_finite(state, config.nan_policy, host_metrics)
         reporter.log_train(step, host_metrics, config.batch_size)
       if step % config.ckpt_every == 0 or step == config.total_steps or preempted:
-        _check_finite(state, step, config.nan_policy, jax.device_get(pending_metrics))
+        _check_finite(state, config.nan_policy, jax.device_get(pending_metrics))
         ckpt.save(step, state, data_state)
       if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
         reporter.log_eval(step, evaluator.evaluate(state["params"], state["model_state"]))

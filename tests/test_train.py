@@ -7,10 +7,11 @@ import sys
 import time
 
 import jax
+import numpy as np
 import pytest
 
 from configs import simclr as simclr_config
-from jaxssl import reporting, sharding, train
+from jaxssl import checkpoint, reporting, sharding, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -18,12 +19,12 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def _quick(**overrides):
   c = simclr_config.get_config("quick")
   c.eval.baselines = False
-  for k, v in overrides.items():
-    node, *path = k.split(".")
+  for key, value in overrides.items():
+    *parents, leaf = key.split(".")
     target = c
-    for p in [node] + path[:-1]:
-      target = target[p]
-    target[path[-1] if path else node] = v
+    for parent in parents:
+      target = target[parent]
+    target[leaf] = value
   return c
 
 
@@ -89,3 +90,17 @@ def test_killed_run_resumes_exactly(tmp_path, sig):
   assert "resumed from" in rerun.stdout
   # Same data order and RNG after the resume: the loss curve equals the uninterrupted one, bitwise.
   assert _losses(run) == _losses(ref)
+
+
+@pytest.mark.slow
+def test_non_finite_loss_stops_the_run_and_is_never_applied(tmp_path):
+  # An absurd learning rate blows the parameters up after the first update: the guard must stop
+  # the run with a message naming the step, and no non-finite update may reach the state.
+  config = _quick(**{"optimizer.base_lr": 1e30, "optimizer.warmup_steps": 0, "log_every": 1})
+  mesh = sharding.make_mesh(dict(data=-1, fsdp=1, model=1), jax.devices()[:1])
+  with jax.set_mesh(mesh), pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step \d"):
+    train.train_and_evaluate(config, str(tmp_path), mesh)
+  assert not (tmp_path / "eval" / "final.json").exists()
+  if (tmp_path / "checkpoints").exists() and os.listdir(tmp_path / "checkpoints"):
+    saved = checkpoint.load_params(str(tmp_path))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved["params"]))
