@@ -28,14 +28,17 @@ def get_config(arg=""):
   c.model = ml_collections.ConfigDict(dict(name="resnet", depth=10, width=16, stem="small",
                                            variant="", pool="gap"))
   c.model.dtype = c.get_ref("compute_dtype")
-  c.simclr = ml_collections.ConfigDict(dict(temperature=0.5, proj_hidden_dim=512, proj_dim=128,
+  # Per-image standardisation: on `shapes` the background's brightness/colour otherwise dominates
+  # instance discrimination and the learnt features ignore the shape (kNN 0.20 -> 0.49 here).
+  c.input_norm = "per_image"
+  c.simclr = ml_collections.ConfigDict(dict(temperature=0.1, proj_hidden_dim=512, proj_dim=128,
                                             proj_layers=2))
   # Small images: no blur (SimCLR's CIFAR-10 recipe), crops of at least 30% of the image.
   small_view = view(crop_scale=(0.3, 1.0), blur_prob=0.0)
   c.augment = ml_collections.ConfigDict(dict(view1=small_view, view2=small_view.copy_and_resolve_references()))
 
   c.batch_size = 256
-  c.total_steps = 300
+  c.total_steps = 450
   c.log_every = 20
   c.ckpt_every = 200
   c.eval_every = 0
@@ -56,7 +59,7 @@ def get_config(arg=""):
     c.data.image_size = 224
     c.data.num_workers = 32
     c.model.depth, c.model.width, c.model.stem = 50, 64, "imagenet"
-    c.simclr.temperature = 0.1
+    c.input_norm = "fixed"
     c.simclr.proj_hidden_dim, c.simclr.proj_dim, c.simclr.proj_layers = 2048, 128, 3
     c.augment.view1, c.augment.view2 = view(), view()
     c.batch_size = 4096

@@ -71,6 +71,32 @@ def center_view(images, *, out_size: int) -> jnp.ndarray:
 # on single images under vmap.
 
 
+# Floor of the per-image standard deviation (in [0, 1] units): a nearly flat image is not blown up
+# into amplified noise.
+_MIN_IMAGE_STD = 0.05
+
+
+def standardize_per_image(images) -> jnp.ndarray:
+  """Each image's channels to zero mean, unit std over its pixels (std floored at 0.05).
+
+  Invariant to a per-channel affine map of the image (brightness, contrast, colour cast) as long
+  as the std stays above the floor.
+  """
+  x = to_float(images)
+  mean = x.mean(axis=(-3, -2), keepdims=True)
+  std = x.std(axis=(-3, -2), keepdims=True)
+  return (x - mean) / jnp.maximum(std, _MIN_IMAGE_STD)
+
+
+def model_input(images, input_norm: str) -> jnp.ndarray:
+  """Images (uint8 or float in [0, 1]) -> network input, per `config.input_norm`."""
+  if input_norm == "fixed":
+    return normalize(images, 0.5, 0.5)  # [-1, 1]; the first BatchNorm absorbs the rest
+  if input_norm == "per_image":
+    return standardize_per_image(images)
+  raise ValueError(f"input_norm={input_norm!r}: use 'fixed' or 'per_image'")
+
+
 def _luma(x) -> jnp.ndarray:
   # A weighted sum, not `x @ weights`: default-precision matmuls may run in TF32/bf16 on GPU/TPU.
   return _LUMA[0] * x[..., 0] + _LUMA[1] * x[..., 1] + _LUMA[2] * x[..., 2]
@@ -288,3 +314,22 @@ def simclr_views(rng, images, *, out_size: int, cfg_list) -> list[jnp.ndarray]:
   """One view per config, each from an independent key (e.g. BYOL's asymmetric pair)."""
   keys = jax.random.split(rng, len(cfg_list))
   return [simclr_view(k, images, out_size=out_size, cfg=cfg) for k, cfg in zip(keys, cfg_list)]
+
+
+def multicrop_views(rng, images, *, global_size: int, local_size: int, global_cfgs, local_cfg,
+                    num_local: int) -> tuple[list[jnp.ndarray], list[jnp.ndarray]]:
+  """Multi-crop (SwAV, DINO): one view per config in `global_cfgs` at `global_size`, plus
+  `num_local` small views at `local_size` from `local_cfg` (whose crop_scale is typically
+  (0.05, 0.4)). Returns (global views, local views); every view has an independent key.
+
+  The local views share a config, so they are computed by one `vmap` over their keys: the traced
+  (and compiled) pipeline is the same size whatever `num_local` is.
+  """
+  keys = jax.random.split(rng, len(global_cfgs) + num_local)
+  global_keys, local_keys = keys[:len(global_cfgs)], keys[len(global_cfgs):]
+  global_views = [simclr_view(k, images, out_size=global_size, cfg=cfg)
+                  for k, cfg in zip(global_keys, global_cfgs)]
+  if not num_local:
+    return global_views, []
+  local = jax.vmap(lambda k: simclr_view(k, images, out_size=local_size, cfg=local_cfg))(local_keys)
+  return global_views, list(local)

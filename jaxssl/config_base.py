@@ -5,11 +5,13 @@ locked, so a typo on the command line (`--config.bach_size=...`) fails at start 
 silently added. Every field below has a fixed type: ml_collections refuses a wrong-typed override.
 """
 import difflib
+import json
 
 import ml_collections
 
 DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds")
 OPTIMIZERS = ("lars", "sgd", "adamw")
+INPUT_NORMS = ("fixed", "per_image")
 
 
 def base_config():
@@ -26,6 +28,10 @@ def base_config():
   c.compute_dtype = "float32"  # accelerator variants set bfloat16
   c.init_from = ""  # a workdir whose encoder initialises this run (probes, fine-tuning)
   c.nan_policy = "stop"  # "stop": fail naming the step; "skip": drop the update and go on
+  # How images in [0, 1] become model inputs (jaxssl.augment.model_input): "fixed" maps to [-1, 1];
+  # "per_image" standardises each image's channels over its pixels, which removes its global
+  # brightness, contrast and colour cast (instance cues that small synthetic datasets offer).
+  c.input_norm = "fixed"
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
 
@@ -61,6 +67,31 @@ def base_config():
   return c
 
 
+# Keys a resumed run may change: they affect the schedule of side effects, the layout over devices
+# or the evaluation, never the trained numbers up to the restored step.
+RESUMABLE_PREFIXES = ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints",
+                      "nan_policy", "init_from", "mesh.", "eval.", "data.num_workers")
+
+
+def _flatten(tree, prefix=""):
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_flatten(value, f"{prefix}{key}."))
+    else:
+      out[f"{prefix}{key}"] = value
+  return out
+
+
+def resume_differences(saved: dict, config) -> list[str]:
+  """'key: saved -> now' for every field that differs from a workdir's config.json and that a
+  resumed run may not change (see RESUMABLE_PREFIXES)."""
+  # The saved file went through JSON: compare like with like (tuples become lists).
+  old, new = _flatten(saved), _flatten(json.loads(config.to_json_best_effort()))
+  return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+          if old.get(k) != new.get(k) and not k.startswith(RESUMABLE_PREFIXES)]
+
+
 def suggest(key, candidates):
   """' (did you mean "x"?)' for the closest candidate key, or ''."""
   close = difflib.get_close_matches(key, list(candidates), n=1)
@@ -87,5 +118,8 @@ def validate(config, num_devices, num_processes=1):
       raise ValueError(f"config.{key}={config[key]} must be positive")
   if config.compute_dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.compute_dtype={config.compute_dtype!r}: use float32 or bfloat16")
+  if config.input_norm not in INPUT_NORMS:
+    raise ValueError(f"config.input_norm={config.input_norm!r} is unknown{suggest(config.input_norm, INPUT_NORMS)}; "
+                     f"choose one of {', '.join(INPUT_NORMS)}")
   if config.nan_policy not in ("stop", "skip"):
     raise ValueError(f"config.nan_policy={config.nan_policy!r}: use stop or skip")

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 from flax import linen as nn
 
-from jaxssl import checkpoint, evaluators, methods, optim, reporting, sharding
+from jaxssl import checkpoint, config_base, evaluators, methods, optim, reporting, sharding
 from jaxssl.data import pipeline, sources
 
 
@@ -111,6 +111,7 @@ def _check_finite(state, nan_policy, metrics):
 def train_and_evaluate(config, workdir, mesh):
   name = config.method
   os.makedirs(workdir, exist_ok=True)
+  _refuse_other_config(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1, sort_keys=True))
@@ -212,6 +213,18 @@ def train_and_evaluate(config, workdir, mesh):
   ckpt.close()
   reporting.print_table(final)
   return final
+
+
+def _refuse_other_config(config, workdir):
+  """Resuming a workdir with another config would silently mix two runs: fail, naming the keys."""
+  saved = _read_json(os.path.join(workdir, "config.json"))
+  ckpt_dir = os.path.join(workdir, "checkpoints")
+  if saved is None or not (os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))):
+    return
+  diffs = config_base.resume_differences(saved, config)
+  if diffs:
+    raise ValueError(f"workdir {workdir} holds a run with another config ({'; '.join(diffs)}). "
+                     "Use a new --workdir, or rerun with that run's config to resume it.")
 
 
 def _read_json(path):

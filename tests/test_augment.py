@@ -118,6 +118,23 @@ def test_normalize():
                              (x - np.array(mean)) / np.array(std), rtol=1e-6)
 
 
+def test_standardize_per_image_matches_numpy_and_ignores_brightness_contrast_and_colour_cast():
+  x = _floats((3, 8, 8, 3)) * 0.5 + 0.2
+  out = np.asarray(augment.model_input(x, "per_image"))
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  std = np.maximum(x.std(axis=(1, 2), keepdims=True), 0.05)
+  np.testing.assert_allclose(out, (x - mean) / std, rtol=1e-5, atol=1e-5)
+  # A per-channel affine change (contrast 1.3, colour cast) leaves the model input unchanged.
+  shifted = x * 1.3 + np.array([-0.2, 0.05, -0.1], np.float32)
+  np.testing.assert_allclose(augment.model_input(shifted, "per_image"), out, rtol=1e-4, atol=1e-4)
+  # A flat image is not amplified: its std floor keeps it at zero instead of dividing by ~0.
+  flat = np.full((1, 4, 4, 3), 0.7, np.float32)
+  np.testing.assert_allclose(augment.model_input(flat, "per_image"), 0.0, atol=1e-5)
+  np.testing.assert_allclose(augment.model_input(x, "fixed"), (x - 0.5) / 0.5, rtol=1e-6)
+  with pytest.raises(ValueError, match="input_norm"):
+    augment.model_input(x, "imagenet")
+
+
 # ---------------------------------------------------------------------------------------------
 # The crop.
 

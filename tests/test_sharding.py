@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 from jax.sharding import PartitionSpec as P
 
-from configs import simclr as simclr_config
+import glob
+import importlib
+import os
+
 from jaxssl import methods, optim, sharding, train
+
+# Every method config in configs/ (each has a ":quick" variant): the 8-device test covers them all.
+CONFIG_NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(
+    os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
 
 
 def test_mesh_shape_resolves_minus_one_and_rejects_mismatch():
@@ -46,12 +53,21 @@ def _loss_and_grads(config, mesh, batch):
   return float(loss), jax.tree.map(np.asarray, grads), state_sh
 
 
+def _quick_config(name):
+  return importlib.import_module(f"configs.{name}").get_config("quick")
+
+
 @pytest.mark.parametrize("preset", ["dp", "fsdp", "fsdp+tp", "data2xfsdp4"])
-def test_simclr_loss_and_grads_equal_on_8_devices_and_1(preset):
-  config = simclr_config.get_config("quick")
+@pytest.mark.parametrize("name", CONFIG_NAMES)
+def test_loss_and_grads_equal_on_8_devices_and_1(name, preset):
+  if preset in ("fsdp+tp", "data2xfsdp4") and name != "simclr":
+    pytest.skip("the mesh layouts themselves are covered once, with simclr")
+  config = _quick_config(name)
   rng = np.random.default_rng(0)
-  batch = {"image": rng.integers(0, 256, (32, 16, 16, 3), dtype=np.uint8),
-           "label": rng.integers(0, 10, (32,), dtype=np.int32)}
+  b, s = config.batch_size, config.data.image_size
+  batch = {"image": rng.integers(0, 256, (b, s, s, 3), dtype=np.uint8),
+           "label": rng.integers(0, 10, (b,), dtype=np.int32),
+           "index": np.arange(b, dtype=np.int32)}
   one = sharding.make_mesh(dict(data=1, fsdp=1, model=1), jax.devices()[:1])
   shape = dict(data=2, fsdp=4, model=1) if preset == "data2xfsdp4" else sharding.PRESETS[preset]
   eight = sharding.make_mesh(shape)

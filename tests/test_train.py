@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from configs import simclr as simclr_config
-from jaxssl import checkpoint, reporting, sharding, train
+from jaxssl import checkpoint, config_base, reporting, sharding, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -54,6 +54,16 @@ def test_train_checkpoint_evaluate_and_rerun_is_a_no_op(tmp_path, capsys):
   assert again == final
   assert "no training needed" in capsys.readouterr().out
   assert [s for s, _ in _losses(tmp_path)] == [2, 4, 6]
+
+  # Another dataset in the same workdir would mix two runs: refused, naming the key; extending
+  # total_steps or changing the evaluation is a resume, not another run.
+  other = _quick()
+  other.dataset = "digits"
+  with pytest.raises(ValueError, match="dataset: 'shapes' -> 'digits'"):
+    train.train_and_evaluate(other, str(tmp_path), mesh)
+  extended = _quick()
+  extended.total_steps, extended.eval.knn_k = 8, 5
+  assert not config_base.resume_differences(json.load(open(tmp_path / "config.json")), extended)
 
 
 def _main(workdir, *extra):

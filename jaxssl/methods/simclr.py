@@ -12,9 +12,6 @@ from flax import linen as nn
 from jaxssl import augment, losses, models
 from jaxssl.models import heads
 
-MEAN, STD = 0.5, 0.5  # inputs scaled to [-1, 1]; the first BatchNorm absorbs the rest
-
-
 class SimCLRNet(nn.Module):
   encoder: nn.Module
   projector: nn.Module
@@ -42,7 +39,7 @@ class Method:
     return self.net.init(rng, x, train=False)
 
   def _preprocess(self, images):
-    return augment.normalize(images, MEAN, STD)
+    return augment.model_input(images, self.config.input_norm)
 
   def loss(self, params, model_state, batch, rng, step):
     del step
