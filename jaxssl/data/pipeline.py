@@ -75,14 +75,18 @@ def _load_slice(step, *, source, global_batch, seed, image_size, process_index,
   size = global_batch // process_count
   indices = global_batch_indices(step, global_batch=global_batch, num_records=len(source),
                                  seed=seed)[process_index * size:(process_index + 1) * size]
-  batch = source.get_batch(indices)
-  return dict(image=preprocess(batch["image"], image_size), label=batch["label"],
-              index=indices)
+  batch = dict(source.get_batch(indices), index=indices)
+  # Image datasets come in mixed sizes and channel counts; other modalities (video, audio, text
+  # of multimodal sources) are generated at their final shape and pass through unchanged.
+  if "image" in batch:
+    batch["image"] = preprocess(batch["image"], image_size)
+  return batch
 
 
 def train_dataset(source, *, global_batch: int, seed: int, image_size: int,
                   process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
-  """Element s: dict(image uint8 (L, S, S, 3), label int32 (L,), index int64 (L,)).
+  """Element s: dict(image uint8 (L, S, S, 3), label int32 (L,), index int64 (L,), plus any other
+  fields the source's records carry (e.g. video, audio, text).
 
   L = global_batch // process_count; element s is rows [process_index*L, (process_index+1)*L)
   of global batch s, identical whatever process_count is.
