@@ -49,3 +49,212 @@ def contrastive_accuracy(z1, z2):
   signal that, unlike the loss value, is comparable across batch sizes and temperatures."""
   sim = l2_normalize(z1) @ l2_normalize(z2).T
   return jnp.mean(jnp.argmax(sim, axis=-1) == jnp.arange(z1.shape[0]))
+
+
+# Matmuls of the losses below run at full float32 precision: on GPU/TPU the DEFAULT precision of an
+# f32 matmul may be TF32/bf16 passes, whose ~1e-3 relative error is amplified by 1/temperature.
+_HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def _check_pair(name, a, b):
+  if a.ndim != 2 or a.shape != b.shape:
+    raise ValueError(f"{name} expects two (N, D) arrays of equal shape, got {a.shape}, {b.shape}")
+
+
+def _check_batch_statistics(name, n):
+  if n < 2:
+    raise ValueError(f"{name} needs a batch of at least 2 examples to compute per-feature batch "
+                     f"statistics, got N={n}")
+
+
+def _cross_entropy(logits, labels):
+  """Mean over rows of -log softmax(logits)[label]."""
+  log_prob = jax.nn.log_softmax(logits, axis=-1)
+  return -jnp.mean(jnp.take_along_axis(log_prob, labels[:, None], axis=-1))
+
+
+def info_nce(query, key, queue=None, temperature=0.2):
+  """InfoNCE as used by MoCo (He et al., CVPR 2020, eq. 1; MoCo v2, Chen et al., 2020; MoCo v3,
+  Chen, Xie & He, ICCV 2021, Alg. 1).
+
+  query, key: (N, D); queue: (K, D) or None. All vectors are L2-normalised; the positive of query
+  i is key i.
+  - With a queue (MoCo v1/v2): logits_i = [q_i.k_i, q_i.queue^T] / T (1 + K columns), label 0.
+  - Without (MoCo v3): the other keys of the batch are the negatives: logits = q.k^T / T (N x N),
+    labels arange(N). MoCo v3's extra factor 2T on the loss is NOT applied here.
+  Returns the cross-entropy averaged over the N queries, a float32 scalar. One direction only:
+  `key` is used as given (the caller applies stop_gradient to the momentum encoder's output).
+  """
+  _check_pair("info_nce", query, key)
+  q, k = l2_normalize(query), l2_normalize(key)
+  n = q.shape[0]
+  if queue is None:
+    logits = jnp.matmul(q, k.T, precision=_HIGHEST) / temperature
+    return _cross_entropy(logits, jnp.arange(n))
+  if queue.ndim != 2 or queue.shape[1] != q.shape[1]:
+    raise ValueError(f"info_nce expects a (K, D) queue with D={q.shape[1]}, got {queue.shape}")
+  positive = jnp.sum(q * k, axis=-1, keepdims=True)
+  negative = jnp.matmul(q, l2_normalize(queue).T, precision=_HIGHEST)
+  logits = jnp.concatenate([positive, negative], axis=1) / temperature
+  return _cross_entropy(logits, jnp.zeros((n,), jnp.int32))
+
+
+def _cosine(a, b):
+  return jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
+
+
+def byol(prediction, target):
+  """BYOL's regression loss (Grill et al., NeurIPS 2020, eq. 2):
+  || p/|p| - z/|z| ||^2 = 2 - 2 cos(p, z).
+
+  prediction, target: (N, D). Returns the mean over the N examples (range [0, 4]), a float32
+  scalar. One direction only (the paper's symmetrised loss is byol(p1, z2) + byol(p2, z1)); no
+  stop_gradient inside, the caller applies it to the target network's output.
+  """
+  _check_pair("byol", prediction, target)
+  return jnp.mean(2.0 - 2.0 * _cosine(prediction, target))
+
+
+def simsiam(prediction, target):
+  """SimSiam's loss (Chen & He, CVPR 2021, eq. 1): negative cosine similarity D(p, z) = -cos(p, z).
+
+  prediction, target: (N, D). Returns the mean over the N examples (range [-1, 1]), a float32
+  scalar. One direction only (the paper uses D(p1, z2)/2 + D(p2, z1)/2); the caller applies
+  stop_gradient to the target.
+  """
+  _check_pair("simsiam", prediction, target)
+  return -jnp.mean(_cosine(prediction, target))
+
+
+def _batch_standardize(z, eps):
+  z = z.astype(jnp.float32)
+  centred = z - jnp.mean(z, axis=0)
+  return centred / jnp.sqrt(jnp.mean(jnp.square(centred), axis=0) + eps)
+
+
+def _off_diagonal(c):
+  return jnp.where(jnp.eye(c.shape[0], dtype=bool), 0.0, c)
+
+
+def barlow_twins(z1, z2, lambda_offdiag=5e-3):
+  """Barlow Twins (Zbontar et al., ICML 2021, eq. 1 and Alg. 1).
+
+  z1, z2: (N, D), N >= 2. Each feature is standardised over the batch as BatchNorm without affine
+  in training mode does: (z - mean) / sqrt(var + 1e-5), population (biased) variance, eps 1e-5 =
+  torch's BatchNorm default. With C = z1n^T z2n / N (D x D cross-correlation):
+
+    loss = sum_i (1 - C_ii)^2 + lambda_offdiag * sum_{i != j} C_ij^2
+
+  a float32 scalar, a sum over features (it grows with D; not averaged). Symmetric in z1, z2.
+  """
+  _check_pair("barlow_twins", z1, z2)
+  n = z1.shape[0]
+  _check_batch_statistics("barlow_twins", n)
+  c = jnp.matmul(_batch_standardize(z1, 1e-5).T, _batch_standardize(z2, 1e-5),
+                 precision=_HIGHEST) / n
+  on_diag = jnp.sum(jnp.square(1.0 - jnp.diagonal(c)))
+  off_diag = jnp.sum(jnp.square(_off_diagonal(c)))
+  return on_diag + lambda_offdiag * off_diag
+
+
+def vicreg_terms(z1, z2):
+  """The three unweighted VICReg terms (Bardes, Ponce & LeCun, ICLR 2022, eqs. 1-6 and the
+  reference code's `VICReg.forward`), as a dict of float32 scalars:
+
+  - "invariance": mean squared error over the N x D entries.
+  - "variance": per branch mean over features of relu(1 - sqrt(var + 1e-4)), var unbiased
+    (ddof=1); the two branches averaged.
+  - "covariance": per branch sum of the squared off-diagonal entries of the covariance
+    (centred, divided by N - 1), divided by D; the two branches summed.
+
+  z1, z2: (N, D), N >= 2.
+  """
+  _check_pair("vicreg", z1, z2)
+  n, d = z1.shape
+  _check_batch_statistics("vicreg", n)
+  x, y = z1.astype(jnp.float32), z2.astype(jnp.float32)
+  invariance = jnp.mean(jnp.square(x - y))
+
+  def std_and_cov(z):
+    z = z - jnp.mean(z, axis=0)
+    std = jnp.sqrt(jnp.sum(jnp.square(z), axis=0) / (n - 1) + 1e-4)
+    cov = jnp.matmul(z.T, z, precision=_HIGHEST) / (n - 1)
+    return jnp.mean(jax.nn.relu(1.0 - std)), jnp.sum(jnp.square(_off_diagonal(cov))) / d
+
+  std_x, cov_x = std_and_cov(x)
+  std_y, cov_y = std_and_cov(y)
+  return {"invariance": invariance, "variance": (std_x + std_y) / 2, "covariance": cov_x + cov_y}
+
+
+def vicreg(z1, z2, sim_coeff=25.0, std_coeff=25.0, cov_coeff=1.0):
+  """VICReg loss (Bardes et al., ICLR 2022, eq. 6): the weighted sum
+  sim_coeff * invariance + std_coeff * variance + cov_coeff * covariance of `vicreg_terms`
+  (defaults are the paper's lambda = mu = 25, nu = 1). z1, z2: (N, D), N >= 2; float32 scalar.
+  """
+  t = vicreg_terms(z1, z2)
+  return sim_coeff * t["invariance"] + std_coeff * t["variance"] + cov_coeff * t["covariance"]
+
+
+def dino(student_logits, teacher_logits, center, student_temperature, teacher_temperature):
+  """DINO's loss for one (student view, teacher view) pair (Caron et al., ICCV 2021, eq. 1-2 and
+  Alg. 1): H(P_t, P_s) with P_t = softmax((teacher - center) / T_t), log P_s =
+  log_softmax(student / T_s).
+
+  student_logits, teacher_logits: (N, K); center: (K,) or (1, K). Returns the cross-entropy summed
+  over the K dimensions and averaged over the N examples, a float32 scalar. No stop_gradient
+  inside (the caller stops it on the teacher) and the center is not updated here.
+  """
+  _check_pair("dino", student_logits, teacher_logits)
+  k = student_logits.shape[1]
+  if center.size != k or center.shape[-1] != k:
+    raise ValueError(f"dino expects a center of shape ({k},) or (1, {k}), got {center.shape}")
+  teacher = jax.nn.softmax(
+      (teacher_logits.astype(jnp.float32) - center.reshape(1, k).astype(jnp.float32))
+      / teacher_temperature, axis=-1)
+  log_student = jax.nn.log_softmax(
+      student_logits.astype(jnp.float32) / student_temperature, axis=-1)
+  return jnp.mean(-jnp.sum(teacher * log_student, axis=-1))
+
+
+def sinkhorn_knopp(scores, epsilon=0.05, iterations=3):
+  """SwAV's equipartitioned codes (Caron et al., NeurIPS 2020, sec. 3.1 and the reference code's
+  `distributed_sinkhorn`).
+
+  scores: (B, K) sample-prototype scores (cosines in SwAV) of the batch passed in, which should be
+  the GLOBAL batch: under jit with a sharded input the sums below are global (no psum needed).
+  Q = exp(scores / epsilon)^T (K, B), normalised to total mass 1, then `iterations` rounds
+  of: rows (each prototype gets mass 1/K), columns (each sample gets mass 1/B). Returns (B, K)
+  float32 codes scaled by B, so each sample's codes sum to 1 and each prototype's column sum is
+  approximately B/K (exactly after convergence). The global max of scores / epsilon is subtracted
+  before exp (an overall factor that the first normalisation removes), so large scores do not
+  overflow; a spread of scores / epsilon beyond ~80 can still underflow, as in SwAV's code.
+  Differentiable (for a Python-int `iterations`); the caller applies stop_gradient to the codes, as
+  SwAV does.
+  """
+  if scores.ndim != 2:
+    raise ValueError(f"sinkhorn_knopp expects (B, K) scores, got {scores.shape}")
+  b, k = scores.shape
+  logits = scores.astype(jnp.float32) / epsilon
+  q = jnp.exp(logits - jnp.max(logits)).T
+  q = q / jnp.sum(q)
+
+  def one_round(_, q):
+    q = q / jnp.sum(q, axis=1, keepdims=True) / k
+    return q / jnp.sum(q, axis=0, keepdims=True) / b
+
+  # A loop, not unrolled: the compiled size does not grow with `iterations`.
+  q = jax.lax.fori_loop(0, iterations, one_round, q)
+  return (q * b).T
+
+
+def swav(scores_a, codes_b, temperature=0.1):
+  """SwAV's swapped-prediction loss for one direction (Caron et al., NeurIPS 2020, eq. 2-3):
+  predict view b's codes from view a's scores.
+
+  scores_a: (B, K) prototype scores of view a; codes_b: (B, K) codes of view b (from
+  `sinkhorn_knopp`; the caller applies stop_gradient). Returns
+  mean_b -sum_k codes_b[b, k] * log_softmax(scores_a / temperature)[b, k], a float32 scalar.
+  """
+  _check_pair("swav", scores_a, codes_b)
+  log_p = jax.nn.log_softmax(scores_a.astype(jnp.float32) / temperature, axis=-1)
+  return jnp.mean(-jnp.sum(codes_b.astype(jnp.float32) * log_p, axis=-1))
