@@ -33,6 +33,10 @@ def get_config(arg=""):
       # Head: MLP (GELU) -> l2-normalised bottleneck -> weight-normalised layer with out_dim
       # outputs. The paper's 65536 outputs are for ImageNet; 1024 suit 10 classes and a CPU.
       hidden_dim=512, bottleneck_dim=128, out_dim=1024, head_layers=3,
+      # BatchNorm in the head's MLP (the reference code's use_bn_in_head). Without it, on `shapes`
+      # the head's outputs barely differ between images at init, centering leaves near-uniform
+      # teacher targets and training collapses to the uniform distribution within ~40 steps.
+      head_bn=True,
       student_temp=0.1,
       # Teacher temperature: linear from warmup_teacher_temp to teacher_temp over
       # teacher_temp_warmup_steps (0.04 -> 0.07 over 30% of training, as the paper's 30 of 100
@@ -81,6 +85,7 @@ def get_config(arg=""):
     c.model.name, c.model.variant, c.model.pool = "vit", "small/16", "cls"
     c.input_norm = "fixed"
     c.dino.hidden_dim, c.dino.bottleneck_dim, c.dino.out_dim = 2048, 256, 65536
+    c.dino.head_bn = False
     c.dino.teacher_temp_warmup_steps = 30 * IMAGENET_EXAMPLES // 1024
     c.dino.base_momentum = 0.996
     c.dino.freeze_last_layer_steps = IMAGENET_EXAMPLES // 1024  # one epoch

@@ -7,7 +7,7 @@ from flax import linen as nn
 
 from configs import swav as swav_config
 from jaxssl import methods, sharding
-from jaxssl.methods import dino, swav
+from jaxssl.methods import _multicrop, dino, swav
 from jaxssl.models import heads
 
 
@@ -30,7 +30,8 @@ def test_dino_center_is_an_ema_of_the_global_batch_mean_whatever_the_sharding():
   center = rng.normal(size=(16,)).astype(np.float32)
   logits = rng.normal(size=(32, 16)).astype(np.float32)
   expected = 0.9 * center + 0.1 * logits.mean(axis=0)
-  np.testing.assert_allclose(dino.update_center(center, logits, 0.9), expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(dino.update_center(center, logits, 0.9), expected,
+                             rtol=1e-5, atol=1e-6)
   mesh = sharding.make_mesh(sharding.PRESETS["dp"])  # 8 devices, each holding 4 rows
   sharded = jax.device_put(logits, sharding.batch_sharding(mesh, 2))
   with jax.set_mesh(mesh):
@@ -38,10 +39,11 @@ def test_dino_center_is_an_ema_of_the_global_batch_mean_whatever_the_sharding():
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
 
 
-def test_dino_pairs_every_teacher_global_crop_with_every_other_crop():
-  pairs = dino.crop_pairs(2, 6)  # 2 global + 4 local crops
+def test_multicrop_pairs_every_global_crop_with_every_other_crop():
+  pairs = _multicrop.crop_pairs(2, 6)  # 2 global + 4 local crops
   assert len(pairs) == 2 * 6 - 2 and all(i != j for i, j in pairs)
-  assert sorted(pairs) == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5), (1, 0), (1, 2), (1, 3), (1, 4), (1, 5)]
+  assert sorted(pairs) == [(0, 1), (0, 2), (0, 3), (0, 4), (0, 5),
+                           (1, 0), (1, 2), (1, 3), (1, 4), (1, 5)]
 
 
 def test_dino_multicrop_loss_matches_the_reference_loop():
@@ -72,7 +74,8 @@ def test_dino_head_last_layer_is_weight_normalised():
   # Cosines of a unit bottleneck vector with unit weight columns; rescaled columns change nothing.
   assert out.shape == (5, 12) and float(jnp.max(jnp.abs(out))) <= 1.0 + 1e-6
   scaled = dict(params, last_layer=params["last_layer"] * jnp.arange(1.0, 13.0))
-  np.testing.assert_allclose(head.apply({"params": scaled}, x, train=True), out, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(head.apply({"params": scaled}, x, train=True), out,
+                             rtol=1e-5, atol=1e-6)
 
 
 def test_swav_scores_are_cosines_with_the_normalised_prototypes():
@@ -83,7 +86,8 @@ def test_swav_scores_are_cosines_with_the_normalised_prototypes():
   z = heads.MLPHead(hidden_dim=16, out_dim=8).apply(
       {k: v["mlp"] for k, v in variables.items()}, x, train=False)
   protos = np.asarray(variables["params"]["prototypes"])
-  cosines = (z / np.linalg.norm(z, axis=1, keepdims=True)) @ (protos / np.linalg.norm(protos, axis=0))
+  unit = lambda a, axis: a / np.linalg.norm(a, axis=axis, keepdims=True)
+  cosines = unit(np.asarray(z), 1) @ unit(protos, 0)
   np.testing.assert_allclose(scores, cosines, rtol=1e-5, atol=1e-6)
   params = dict(variables["params"], prototypes=protos * np.arange(1.0, 11.0, dtype=np.float32))
   np.testing.assert_allclose(head.apply({**variables, "params": params}, x, train=False), scores,
@@ -108,13 +112,14 @@ def test_swav_swapped_prediction_averages_over_pairs_as_the_reference_code():
 def test_swav_prototypes_get_no_gradient_while_frozen():
   config = swav_config.get_config("quick")
   config.batch_size, config.augment.num_local = 16, 0  # keeps the compilation short
-  method = methods.build(config, methods.DataInfo(image_size=config.data.image_size, num_classes=10))
+  method = methods.build(config, methods.DataInfo(image_size=16, num_classes=10))
   variables = nn.unbox(method.init(jax.random.key(0)))
   params = variables.pop("params")
   rng = np.random.default_rng(5)
   batch = {"image": rng.integers(0, 256, (16, 16, 16, 3), dtype=np.uint8),
            "label": rng.integers(0, 10, (16,), dtype=np.int32)}
-  grad_fn = jax.jit(jax.grad(lambda p, step: method.loss(p, variables, batch, jax.random.key(1), step)[0]))
+  loss = lambda p, step: method.loss(p, variables, batch, jax.random.key(1), step)[0]
+  grad_fn = jax.jit(jax.grad(loss))
   frozen, free = (grad_fn(params, s)["projector"] for s in (0, config.swav.freeze_prototypes_steps))
   assert float(jnp.abs(frozen["prototypes"]).max()) == 0.0
   assert float(jnp.abs(frozen["mlp"]["dense0"]["kernel"]).max()) > 0.0

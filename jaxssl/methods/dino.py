@@ -8,8 +8,7 @@ batch. Centering prevents one output dimension from dominating, the low teacher 
 (sharpening) prevents the uniform collapse.
 
 Multi-crop: 2 global crops (config.augment.global1/2) go through teacher and student, num_local
-small crops through the student only. As in the reference code's MultiCropWrapper, crops of one
-resolution are forwarded together, so BatchNorm statistics are those of a resolution group.
+small crops through the student only (see _multicrop for how crops are batched).
 
 State: model_state = {"batch_stats": student BN statistics,
                       "teacher": {"params": {encoder, projector}, "batch_stats": ...},
@@ -31,39 +30,48 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxssl import augment, losses, models
+from jaxssl import losses, models
 from jaxssl.components import ema
-from jaxssl.methods import _common
+from jaxssl.methods import _common, _multicrop
+
+
+# DINO initialises its head with a truncated normal (std 0.02) and zero biases.
+_INIT = nn.initializers.truncated_normal(0.02)
 
 
 def _dense(features, names, name):
-  # DINO initialises its head with a truncated normal (std 0.02) and zero biases.
   return nn.Dense(features, param_dtype=jnp.float32, name=name,
-                  kernel_init=nn.with_logical_partitioning(nn.initializers.truncated_normal(0.02), names),
+                  kernel_init=nn.with_logical_partitioning(_INIT, names),
                   bias_init=nn.with_logical_partitioning(nn.initializers.zeros, names[-1:]))
 
 
 class DINOHead(nn.Module):
-  """(Dense -> GELU) x (num_layers - 1) -> Dense(bottleneck) -> l2-normalise -> weight-normalised
-  Dense(out_dim) without bias. DINO's default head: no BatchNorm, and the last layer's weight
-  norm g fixed at 1 (norm_last_layer=True), i.e. each output unit's weight vector has unit norm
-  in the forward pass and the gradient flows through that normalisation."""
+  """(Dense [-> BatchNorm] -> GELU) x (num_layers - 1) -> Dense(bottleneck) -> l2-normalise ->
+  weight-normalised Dense(out_dim) without bias. The last layer's weight norm g is fixed at 1
+  (the reference code's norm_last_layer=True): each output unit's weight vector has unit norm in
+  the forward pass and the gradient flows through that normalisation. `use_bn` is the reference
+  code's use_bn_in_head (off by default there)."""
   hidden_dim: int
   bottleneck_dim: int
   out_dim: int
   num_layers: int = 3
+  use_bn: bool = False
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train):
-    del train  # no BatchNorm in the head
     x = x.astype(self.dtype)
     for i in range(self.num_layers - 1):
-      # torch's nn.GELU is the exact (erf) GELU.
-      x = nn.gelu(_dense(self.hidden_dim, ("embed", "mlp"), f"dense{i}")(x), approximate=False)
+      x = _dense(self.hidden_dim, ("embed", "mlp"), f"dense{i}")(x)
+      if self.use_bn:
+        # torch's BatchNorm1d defaults (momentum 0.1 = flax's 0.9), statistics over the global batch.
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                         dtype=self.dtype, param_dtype=jnp.float32, name=f"bn{i}",
+                         scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))(x)
+      x = nn.gelu(x, approximate=False)  # torch's nn.GELU is the exact (erf) GELU
     x = losses.l2_normalize(_dense(self.bottleneck_dim, ("mlp", "embed"), "bottleneck")(x))
-    v = self.param("last_layer", nn.with_logical_partitioning(nn.initializers.truncated_normal(0.02),
-                                                               ("embed", "vocab")),
+    v = self.param("last_layer", nn.with_logical_partitioning(_INIT, ("embed", "vocab")),
                    (self.bottleneck_dim, self.out_dim), jnp.float32)
     return x @ losses.l2_normalize(v, axis=0)
 
@@ -84,17 +92,12 @@ def update_center(center, teacher_logits, momentum):
   return momentum * center + (1.0 - momentum) * jnp.mean(teacher_logits.astype(jnp.float32), axis=0)
 
 
-def crop_pairs(num_teacher, num_student):
-  """(teacher crop i, student crop j) pairs of the loss: every j != i (crops of the same image;
-  the student's list starts with the teacher's global crops, in the same order)."""
-  return [(i, j) for i in range(num_teacher) for j in range(num_student) if j != i]
-
-
-def multicrop_loss(student_logits, teacher_logits, center, student_temperature, teacher_temperature):
-  """Mean of losses.dino over crop_pairs: lists of (B, K) logits per crop."""
-  pairs = crop_pairs(len(teacher_logits), len(student_logits))
-  return sum(losses.dino(student_logits[j], teacher_logits[i], center, student_temperature,
-                         teacher_temperature) for i, j in pairs) / len(pairs)
+def multicrop_loss(student_logits, teacher_logits, center, student_temp, teacher_temp):
+  """Mean of losses.dino over every (teacher global crop i, student crop j != i): lists of (B, K)
+  logits per crop, the student's starting with the global crops in the teacher's order."""
+  pairs = _multicrop.crop_pairs(len(teacher_logits), len(student_logits))
+  return sum(losses.dino(student_logits[j], teacher_logits[i], center, student_temp, teacher_temp)
+             for i, j in pairs) / len(pairs)
 
 
 class Method:
@@ -104,29 +107,22 @@ class Method:
     self.image_size = data_info.image_size
     args = config.dino
     head = DINOHead(hidden_dim=args.hidden_dim, bottleneck_dim=args.bottleneck_dim,
-                    out_dim=args.out_dim, num_layers=args.head_layers,
+                    out_dim=args.out_dim, num_layers=args.head_layers, use_bn=args.head_bn,
                     dtype=jnp.dtype(config.compute_dtype))
-    self.net = _common.SiameseNet(encoder=models.build_encoder(config.model), projector=head,
-                                  predictor=None, num_classes=data_info.num_classes)
+    self.net = _multicrop.MultiCropNet(encoder=models.build_encoder(config.model), projector=head,
+                                       predictor=None, num_classes=data_info.num_classes)
 
   def init(self, rng):
     variables = _common.init(self.net, rng, self.image_size)
     return {**variables, "teacher": _common.target_init(variables),
             "center": {"value": jnp.zeros((self.config.dino.out_dim,), jnp.float32)}}
 
-  def _crops(self, rng, images):
-    """Model inputs: the global crops concatenated, then (if any) the local crops concatenated."""
-    aug = self.config.augment
-    globals_, locals_ = augment.multicrop_views(
-        rng, images, global_size=self.image_size, local_size=aug.local_size,
-        global_cfgs=[aug.global1, aug.global2], local_cfg=aug.local, num_local=aug.num_local)
-    groups = [jnp.concatenate(globals_)] + ([jnp.concatenate(locals_)] if locals_ else [])
-    return [augment.model_input(x, self.config.input_norm) for x in groups]
-
   def loss(self, params, model_state, batch, rng, step):
     args = self.config.dino
-    groups = self._crops(rng, batch["image"])
-    num_global, num_crops = 2, 2 + self.config.augment.num_local
+    aug = self.config.augment
+    groups = _multicrop.crops(self.config, rng, batch["image"], self.image_size,
+                              [aug.global1, aug.global2])
+    num_global, num_crops = 2, 2 + aug.num_local
     tau = ema.momentum_schedule(step, self.config.total_steps, args.base_momentum)
     (teacher_out,), teacher = _common.momentum_target(self.net, model_state["teacher"], params,
                                                       groups[:1], tau)
@@ -134,21 +130,21 @@ class Method:
     last_layer = params["projector"]["last_layer"]
     student_params = {**params, "projector": {**params["projector"], "last_layer": jnp.where(
         step < args.freeze_last_layer_steps, jax.lax.stop_gradient(last_layer), last_layer)}}
-    variables = {"params": student_params, "batch_stats": model_state["batch_stats"]}
-    outputs, batch_stats = _common.apply_views(self.net, variables, groups)
-    student_out = jnp.concatenate([z for _, z, _ in outputs])
+    (features, student_out), updates = self.net.apply(
+        {"params": student_params, "batch_stats": model_state["batch_stats"]}, groups, train=True,
+        mutable=["batch_stats"], method=_multicrop.MultiCropNet.multicrop)
 
     center = model_state["center"]["value"]
     t_student, t_teacher = args.student_temp, teacher_temperature(step, args)
-    dino_loss = multicrop_loss(jnp.split(student_out, num_crops), jnp.split(teacher_out, num_global),
-                               center, t_student, t_teacher)
+    dino_loss = multicrop_loss(jnp.split(student_out, num_crops),
+                               jnp.split(teacher_out, num_global), center, t_student, t_teacher)
     log_p = jax.nn.log_softmax((teacher_out.astype(jnp.float32) - center) / t_teacher)
     teacher_entropy = -jnp.mean(jnp.sum(jnp.exp(log_p) * log_p, axis=-1))
-    probe_loss, metrics = _common.probe_loss(self.net, params, jnp.split(outputs[0][0], num_global),
+    probe_loss, metrics = _common.probe_loss(self.net, params, jnp.split(features[0], num_global),
                                              batch["label"])
     metrics.update(dino_loss=dino_loss, teacher_entropy=teacher_entropy,
                    kl=dino_loss - teacher_entropy, teacher_temp=t_teacher, tau=tau)
-    new_state = {"batch_stats": batch_stats, "teacher": teacher,
+    new_state = {"batch_stats": updates["batch_stats"], "teacher": teacher,
                  "center": {"value": update_center(center, teacher_out, args.center_momentum)}}
     return dino_loss + probe_loss, (metrics, new_state)
 

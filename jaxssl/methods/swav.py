@@ -7,9 +7,8 @@ jit the scores are global arrays; the reference code all-reduces the sums); ever
 predicts them (swapped prediction), and the loss averages over all (global crop i, crop j != i)
 pairs.
 
-Multi-crop: 2 global crops (the only ones that get codes) and num_local small crops. As in the
-reference code, the encoder runs once per resolution group and the projector once on all crops,
-so the projector's BatchNorm normalises over every crop of the batch.
+Multi-crop: 2 global crops (the only ones that get codes) and num_local small crops; the
+projector's BatchNorm normalises over every crop of the batch (see _multicrop).
 
 Prototypes: normalised in the forward pass (the scores use C / ||C|| column by column, and the
 gradient flows through that normalisation), rather than re-projected onto the sphere after each
@@ -26,8 +25,8 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from jaxssl import augment, losses, models
-from jaxssl.methods import _common
+from jaxssl import losses, models
+from jaxssl.methods import _common, _multicrop
 from jaxssl.models import heads
 
 
@@ -42,19 +41,9 @@ class SwAVHead(nn.Module):
   def __call__(self, x, train):
     z = heads.MLPHead(hidden_dim=self.hidden_dim, out_dim=self.proj_dim, num_layers=2,
                       dtype=self.dtype, name="mlp")(x, train=train)
-    prototypes = self.param("prototypes", nn.with_logical_partitioning(nn.initializers.lecun_normal(),
-                                                                       ("embed", "vocab")),
-                            (self.proj_dim, self.num_prototypes), jnp.float32)
+    init = nn.with_logical_partitioning(nn.initializers.lecun_normal(), ("embed", "vocab"))
+    prototypes = self.param("prototypes", init, (self.proj_dim, self.num_prototypes), jnp.float32)
     return losses.l2_normalize(z) @ losses.l2_normalize(prototypes, axis=0)
-
-
-class SwAVNet(_common.SiameseNet):
-
-  def multicrop(self, groups, train):
-    """Encoder per group of same-size crops, then the projector on all crops at once.
-    Returns (features per group, scores of every crop in group order)."""
-    features = [self.encoder(x, train=train) for x in groups]
-    return features, self.projector(jnp.concatenate(features), train=train)
 
 
 def swapped_prediction_loss(scores, num_global, epsilon, iterations, temperature):
@@ -63,7 +52,7 @@ def swapped_prediction_loss(scores, num_global, epsilon, iterations, temperature
   every j != i."""
   codes = [jax.lax.stop_gradient(losses.sinkhorn_knopp(jax.lax.stop_gradient(scores[i]), epsilon,
                                                        iterations)) for i in range(num_global)]
-  pairs = [(i, j) for i in range(num_global) for j in range(len(scores)) if j != i]
+  pairs = _multicrop.crop_pairs(num_global, len(scores))
   loss = sum(losses.swav(scores[j], codes[i], temperature) for i, j in pairs) / len(pairs)
   return loss, codes
 
@@ -76,20 +65,11 @@ class Method:
     args = config.swav
     head = SwAVHead(hidden_dim=args.proj_hidden_dim, proj_dim=args.proj_dim,
                     num_prototypes=args.num_prototypes, dtype=jnp.dtype(config.compute_dtype))
-    self.net = SwAVNet(encoder=models.build_encoder(config.model), projector=head, predictor=None,
-                       num_classes=data_info.num_classes)
+    self.net = _multicrop.MultiCropNet(encoder=models.build_encoder(config.model), projector=head,
+                                       predictor=None, num_classes=data_info.num_classes)
 
   def init(self, rng):
     return _common.init(self.net, rng, self.image_size)
-
-  def _crops(self, rng, images):
-    """Model inputs: the global crops concatenated, then (if any) the local crops concatenated."""
-    aug = self.config.augment
-    globals_, locals_ = augment.multicrop_views(
-        rng, images, global_size=self.image_size, local_size=aug.local_size,
-        global_cfgs=[aug.global_view, aug.global_view], local_cfg=aug.local, num_local=aug.num_local)
-    groups = [jnp.concatenate(globals_)] + ([jnp.concatenate(locals_)] if locals_ else [])
-    return [augment.model_input(x, self.config.input_norm) for x in groups]
 
   def loss(self, params, model_state, batch, rng, step):
     args = self.config.swav
@@ -98,15 +78,19 @@ class Method:
     params_used = {**params, "projector": {
         **params["projector"],
         "prototypes": jnp.where(frozen, jax.lax.stop_gradient(prototypes), prototypes)}}
+    global_view = self.config.augment.global_view
+    groups = _multicrop.crops(self.config, rng, batch["image"], self.image_size,
+                              [global_view, global_view])
     (features, scores), updates = self.net.apply(
-        {"params": params_used, **model_state}, self._crops(rng, batch["image"]), train=True,
-        mutable=["batch_stats"], method=SwAVNet.multicrop)
+        {"params": params_used, **model_state}, groups, train=True, mutable=["batch_stats"],
+        method=_multicrop.MultiCropNet.multicrop)
     num_crops = 2 + self.config.augment.num_local
     swav_loss, codes = swapped_prediction_loss(jnp.split(scores, num_crops), 2, args.epsilon,
                                                args.sinkhorn_iterations, args.temperature)
-    used = jnp.any(jax.nn.one_hot(jnp.argmax(codes[0], axis=-1), args.num_prototypes, dtype=bool), axis=0)
-    probe_loss, metrics = _common.probe_loss(self.net, params, jnp.split(features[0], 2), batch["label"])
-    metrics.update(swav_loss=swav_loss, prototypes_used=jnp.mean(used))
+    assigned = jax.nn.one_hot(jnp.argmax(codes[0], axis=-1), args.num_prototypes, dtype=bool)
+    probe_loss, metrics = _common.probe_loss(self.net, params, jnp.split(features[0], 2),
+                                             batch["label"])
+    metrics.update(swav_loss=swav_loss, prototypes_used=jnp.mean(jnp.any(assigned, axis=0)))
     return swav_loss + probe_loss, (metrics, {**model_state, **updates})
 
   def embed(self, params, model_state, images):
