@@ -9,11 +9,21 @@ import glob
 import importlib
 import os
 
-from jaxssl import methods, optim, sharding, train
+import flax.linen as nn
 
-# Every method config in configs/ (each has a ":quick" variant): the 8-device test covers them all.
-CONFIG_NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(
-    os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+from jaxssl import methods, models, optim, sharding, train
+
+
+def _quick_config(name):
+  return importlib.import_module(f"configs.{name}").get_config("quick")
+
+
+# Every image-method config in configs/ (each has a ":quick" variant): the 8-device test covers
+# them all. Video-audio-text configs have their own in test_methods_mm.py.
+CONFIG_NAMES = sorted(
+    name for name in (os.path.basename(p)[:-3] for p in glob.glob(
+        os.path.join(os.path.dirname(__file__), "..", "configs", "*.py")))
+    if _quick_config(name).dataset not in ("avshapes", "av_records"))
 
 
 def test_mesh_shape_resolves_minus_one_and_rejects_mismatch():
@@ -53,18 +63,34 @@ def _loss_and_grads(config, mesh, batch):
   return float(loss), jax.tree.map(np.asarray, grads), state_sh
 
 
-def _quick_config(name):
-  return importlib.import_module(f"configs.{name}").get_config("quick")
+class _TinyEncoder(nn.Module):
+  """Strided conv -> BatchNorm -> ReLU -> mean pool, partitioned like the ResNet's layers.
+
+  What can differ between 1 and 8 devices is what crosses the batch (BatchNorm statistics, the
+  loss's batch terms, queues, Sinkhorn, centers) and the split parameters; one conv with BatchNorm
+  has both and compiles in a fraction of a ResNet's time (~50 s per method on 2 cores)."""
+
+  @nn.compact
+  def __call__(self, x, train):
+    x = nn.Conv(16, (3, 3), strides=(2, 2), use_bias=False, kernel_init=nn.with_logical_partitioning(
+        nn.initializers.lecun_normal(), ("conv_h", "conv_w", "conv_in", "conv_out")))(x)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                     scale_init=nn.with_logical_partitioning(nn.initializers.ones, ("norm",)),
+                     bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("norm",)))(x)
+    return jnp.mean(nn.relu(x), axis=(1, 2))
 
 
 @pytest.mark.parametrize("preset", ["dp", "fsdp", "fsdp+tp", "data2xfsdp4"])
 @pytest.mark.parametrize("name", CONFIG_NAMES)
-def test_loss_and_grads_equal_on_8_devices_and_1(name, preset):
+def test_loss_and_grads_equal_on_8_devices_and_1(name, preset, monkeypatch):
   if preset != "fsdp" and name != "simclr":
-    # Each case compiles two train steps (~40 s on 2 cores): the mesh layouts are covered once,
-    # with simclr; every other method runs on the FSDP mesh, where both the batch and the params
-    # are split over all 8 devices.
+    # The mesh layouts are covered once, with simclr; every other method runs on the FSDP mesh,
+    # where both the batch and the params are split over all 8 devices.
     pytest.skip("mesh layouts are covered with simclr")
+  if (name, preset) != ("simclr", "fsdp+tp"):
+    # The real encoder's sharding is covered by the simclr case on the richest mesh; the other
+    # layouts and the methods' own machinery run around a tiny encoder.
+    monkeypatch.setattr(models, "build_encoder", lambda model_config: _TinyEncoder())
   config = _quick_config(name)
   rng = np.random.default_rng(0)
   b, s = config.batch_size, config.data.image_size
@@ -76,10 +102,12 @@ def test_loss_and_grads_equal_on_8_devices_and_1(name, preset):
   eight = sharding.make_mesh(shape)
   loss1, grads1, _ = _loss_and_grads(config, one, batch)
   loss8, grads8, state_sh = _loss_and_grads(config, eight, batch)
-  # Same math, different reduction order across devices: float32 rounding only.
+  # Same math, different reduction order across devices: float32 rounding only, which is
+  # relative to a tensor's scale (a per-device reduction where a global one is due would be off
+  # by O(1) of that scale).
   np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
   for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
-    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-4 * float(np.abs(g1).max()) + 1e-6)
   if preset != "dp":  # the params really are split, not silently replicated
     specs = [s.spec for s in jax.tree.leaves(state_sh["params"])]
     assert any(any(a is not None for a in spec) for spec in specs)
