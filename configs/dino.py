@@ -69,6 +69,18 @@ def get_config(arg=""):
   c.optimizer.warmup_steps = 20
   c.optimizer.weight_decay = 1e-5
 
+  if not arg:  # CPU default only (:quick and :full keep the values above)
+    # Still below the issue-#4 target on `shapes` (one run each): with the warm-up 0.04 -> 0.07
+    # and 4 local crops the teacher's entropy climbs towards ln(out_dim) = 6.93 (uniform
+    # collapse; 6.6 at step 70); without local crops, teacher temperature 0.04: entropy settles
+    # at ~6.3, kNN 0.261; 0.02 (sharper targets): entropy ~2.9, the loss keeps decreasing, kNN
+    # 0.292 after 340 steps (6 min 59 s of training). The local crops (16-pixel patches of
+    # 10-40% of the image) are dropped: with them a step costs ~1.8x, for targets the local
+    # crops can hardly predict.
+    c.dino.warmup_teacher_temp = c.dino.teacher_temp = 0.02
+    c.augment.num_local = 0
+    c.total_steps = 340
+
   if arg == "quick":  # a few seconds: tests and smoke runs
     c.model.depth, c.model.width = 10, 8
     c.dino.hidden_dim, c.dino.bottleneck_dim, c.dino.out_dim = 64, 32, 128
