@@ -333,3 +333,21 @@ def multicrop_views(rng, images, *, global_size: int, local_size: int, global_cf
     return global_views, []
   local = jax.vmap(lambda k: simclr_view(k, images, out_size=local_size, cfg=local_cfg))(local_keys)
   return global_views, list(local)
+
+
+def video_view(rng, videos, *, out_size: int, cfg) -> jnp.ndarray:
+  """One augmented view of a (B, T, H, W, 3) batch of clips -> (B, T, out_size, out_size, 3)
+  float32 in [0, 1].
+
+  All frames of a clip share its key, hence one crop box, flip, colour jitter (and grayscale,
+  blur, solarize if enabled), as video SSL (MMV, CVRL) augments clips: independent per-frame
+  crops would add motion that is not in the video. Brightness/contrast still act per frame
+  (contrast blends towards each frame's own mean luma, as torchvision on a single image).
+  """
+  x = to_float(videos)
+  keys = jax.random.split(rng, x.shape[0])
+
+  def clip(key, frames):
+    return jax.vmap(lambda frame: _augment_one(key, frame, out_size=out_size, cfg=cfg))(frames)
+
+  return jax.vmap(clip)(keys, x)

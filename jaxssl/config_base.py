@@ -9,7 +9,9 @@ import json
 
 import ml_collections
 
-DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds")
+DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds", "avshapes", "av_records")
+# Datasets of clips (video, audio, captions) rather than images: the image evaluator cannot read them.
+VIDEO_DATASETS = ("avshapes", "av_records")
 OPTIMIZERS = ("lars", "sgd", "adamw")
 INPUT_NORMS = ("fixed", "per_image")
 
@@ -45,6 +47,13 @@ def base_config():
   c.data.num_test = 2_000
   c.data.seed = 0  # procedural datasets: the generated data, independent of the training seed
   c.data.num_workers = 0  # grain worker processes; 0 = a prefetch thread in this process
+  # Clip geometry of the video datasets (avshapes generates it; av_records must match it).
+  c.data.num_frames = 8
+  c.data.fps = 8.0
+  c.data.sample_rate = 8000  # audio samples per second; a clip has num_frames / fps seconds
+  c.data.num_captions = 3  # K captions per clip (MIL-NCE's positive candidates)
+  c.data.max_caption_len = 20  # tokens per caption, right-padded with 0
+  c.data.vocab_size = 0  # text encoders' table size (set by text configs); must cover the data's
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"
@@ -57,13 +66,17 @@ def base_config():
   c.optimizer.grad_clip = 0.0  # 0 = off
 
   c.eval = ml_collections.ConfigDict()
+  # Module under jaxssl/evaluators/: "image" (kNN + linear probe of `embed`) or "multimodal"
+  # (retrieval, zero-shot, linear probes of `embed_modalities`).
+  c.eval.name = "image"
   c.eval.num_train = 5_000  # kNN memory bank / linear-probe training set (from the train split)
   c.eval.num_test = 2_000  # held-out queries (from the test split)
   c.eval.knn_k = 20
   c.eval.knn_temperature = 0.07
   c.eval.linear_steps = 300
   c.eval.batch_size = 500
-  c.eval.baselines = True  # also evaluate a random-init encoder and raw pixels, once per run
+  c.eval.baselines = True  # also evaluate a random-init encoder and raw inputs, once per run
+  c.eval.prompts_per_class = 32  # multimodal: captions averaged per class for zero-shot
   return c
 
 
@@ -123,3 +136,16 @@ def validate(config, num_devices, num_processes=1):
                      f"choose one of {', '.join(INPUT_NORMS)}")
   if config.nan_policy not in ("stop", "skip"):
     raise ValueError(f"config.nan_policy={config.nan_policy!r}: use stop or skip")
+  from jaxssl import evaluators  # Imports jax: only validation needs it here.
+  evaluators.get(config.eval.name)
+  if config.dataset in VIDEO_DATASETS and config.eval.name == "image":
+    raise ValueError(f"config.dataset={config.dataset!r} holds clips, not images: set "
+                     "--config.eval.name=multimodal")
+  for key in ("num_frames", "sample_rate", "num_captions", "max_caption_len"):
+    if config.data[key] <= 0:
+      raise ValueError(f"config.data.{key}={config.data[key]} must be positive")
+  if config.data.fps <= 0:
+    raise ValueError(f"config.data.fps={config.data.fps} must be positive")
+  for key in ("num_train", "num_test", "batch_size", "prompts_per_class"):
+    if config.eval[key] <= 0:
+      raise ValueError(f"config.eval.{key}={config.eval[key]} must be positive")

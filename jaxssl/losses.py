@@ -99,6 +99,36 @@ def info_nce(query, key, queue=None, temperature=0.2):
   return _cross_entropy(logits, jnp.zeros((n,), jnp.int32))
 
 
+def mil_nce(video, text):
+  """MIL-NCE (Miech et al., "End-to-End Learning of Visual Representations from Uncurated
+  Instructional Videos", CVPR 2020, eq. 1 and the authors' reference loss).
+
+  video: (B, D); text: (B, K, D), K candidate positives (captions/narrations) per clip. With
+  scores x[i, j, k] = video_i . text_{j,k}, the loss of clip i is
+
+    log sum_{j,k} exp(x[i,j,k]) + exp(x[j,i,k])   -   log sum_k exp(x[i,i,k])
+
+  i.e. one softmax whose 2BK candidates are clip i against every caption and every clip against
+  i's captions (i's own positives appear in both halves, so twice); the numerator pools i's K
+  positives (multiple-instance). Returns the mean over the B clips, a float32 scalar. Raw dot
+  products: no normalisation or temperature inside; callers that want cosines over a temperature
+  (MMV) pass l2_normalize(video) / temperature and l2_normalize(text). With K = 1 this is MMV's
+  NCE between two modalities (both directions in one denominator). Symmetric in the roles of
+  clips and captions; no stop_gradient.
+  """
+  if video.ndim != 2 or text.ndim != 3 or text.shape[0] != video.shape[0] or (
+      text.shape[2] != video.shape[1]):
+    raise ValueError(f"mil_nce expects video (B, D) and text (B, K, D), got {video.shape}, "
+                     f"{text.shape}")
+  x = jnp.einsum("id,jkd->ijk", video.astype(jnp.float32), text.astype(jnp.float32),
+                 precision=_HIGHEST)
+  b = x.shape[0]
+  positive = jax.nn.logsumexp(x[jnp.arange(b), jnp.arange(b)], axis=-1)
+  # Row i of `both`: x[i, :, :] then x[:, i, :], flattened to the 2BK candidates of clip i.
+  both = jnp.concatenate([x, jnp.swapaxes(x, 0, 1)], axis=1).reshape(b, -1)
+  return jnp.mean(jax.nn.logsumexp(both, axis=-1) - positive)
+
+
 def _cosine(a, b):
   return jnp.sum(l2_normalize(a) * l2_normalize(b), axis=-1)
 

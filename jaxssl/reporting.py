@@ -9,7 +9,6 @@ import os
 import time
 
 import jax
-import numpy as np
 
 
 def _is_writer():
@@ -95,15 +94,45 @@ class Reporter:
       self.tb.close()
 
 
+BASELINES = ("/random_init", "/raw_pixels", "/raw_input")
+# Table order: retrieval first (the multimodal headline), then classification; within a task,
+# recall before median rank. Unknown metrics come last, alphabetically.
+_TASK_ORDER = ("t2v", "v2t", "a2v", "zeroshot", "knn", "linear")
+_METRIC_ORDER = ("R@1", "R@5", "R@10", "median_rank")
+
+
+def _table_order(key):
+  parts = key.split("/")
+  task = _TASK_ORDER.index(parts[0]) if parts[0] in _TASK_ORDER else len(_TASK_ORDER)
+  metric = _METRIC_ORDER.index(parts[-1]) if parts[-1] in _METRIC_ORDER else len(_METRIC_ORDER)
+  return task, parts[:-1], metric, key
+
+
+def _cell(key, value, width):
+  if value is None:
+    return f"{'-':>{width}}"
+  # Ranks are counts (1 = best); everything else is a fraction.
+  return f"{value:>{width}.1f}" if key.endswith("median_rank") else f"{value:>{width}.4f}"
+
+
 def print_table(final):
-  """The end-of-run table: each metric beside its baselines."""
-  base = sorted(k for k in final if not k.endswith(("/random_init", "/raw_pixels")) and k != "step")
-  lines = [f"{'metric':<20} {'trained':>9} {'random_init':>12} {'raw_pixels':>11}"]
+  """The end-of-run table: each metric beside its baselines (columns only for baselines present)."""
+  base = sorted((k for k in final if not k.endswith(BASELINES) and k != "step"), key=_table_order)
+  columns = [s for s in BASELINES if any(k + s in final for k in base)]
+  width = max([20] + [len(k) + 1 for k in base])
+  lines = [f"{'metric':<{width}} {'trained':>9}" + "".join(f" {s[1:]:>12}" for s in columns)]
   for k in base:
-    cells = [final.get(k + s) for s in ("", "/random_init", "/raw_pixels")]
-    lines.append(f"{k:<20} " + " ".join(f"{'-' if c is None else f'{c:.4f}':>{w}}"
-                                        for c, w in zip(cells, (9, 12, 11))))
+    lines.append(f"{k:<{width}} {_cell(k, final[k], 9)}"
+                 + "".join(" " + _cell(k, final.get(k + s), 12) for s in columns))
   print("\n".join(lines), flush=True)
+
+
+def _plotted(key):
+  """Top-1 accuracies and R@1 only: they share the [0, 1] axis (ranks would flatten it) and
+  keep the legend readable next to their baselines."""
+  for suffix in BASELINES:
+    key = key.removesuffix(suffix)
+  return key.endswith(("top1", "R@1"))
 
 
 def plot_run(workdir):
@@ -120,10 +149,11 @@ def plot_run(workdir):
   if records:
     axes[0].plot([r["step"] for r in records], [r["loss"] for r in records])
   axes[0].set(title="training loss", xlabel="step")
-  for key in sorted({k for _, e in evals for k in e}):
+  for key in sorted({k for _, e in evals for k in e if _plotted(k)}):
     axes[1].plot([s for s, e in evals if key in e], [e[key] for _, e in evals if key in e], "o-", label=key)
   baselines_path = os.path.join(workdir, "eval", "baselines.json")
   baselines = json.load(open(baselines_path)) if os.path.exists(baselines_path) else {}
+  baselines = {k: v for k, v in baselines.items() if _plotted(k)}
   for i, (key, value) in enumerate(sorted(baselines.items())):
     axes[1].axhline(value, color=f"C{i + 2}", linestyle="--", linewidth=1, label=key)
   axes[1].set(title="evaluation (held-out); dashed: baselines", xlabel="step")

@@ -1,8 +1,9 @@
 """The training loop shared by every method.
 
-Nothing here knows a method: it asks `config.method`'s module to init variables, compute the loss
-of a global batch and embed images for the evaluators. The step is one `jax.jit` with the state
-donated and every input/output laid out by `NamedSharding`s over the mesh. Determinism: the batch
+Nothing here knows a method or an evaluator: it asks `config.method`'s module to init variables
+and compute the loss of a global batch, and `config.eval.name`'s evaluator to score the model.
+The step is one `jax.jit` with the state donated and every input/output laid out by
+`NamedSharding`s over the mesh. Determinism: the batch
 at step s is a function of (data seed, s) and the step's RNG is fold_in(seed, s), so a resumed run
 repeats an uninterrupted one exactly.
 """
@@ -14,7 +15,6 @@ import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from flax import linen as nn
 
@@ -140,7 +140,7 @@ def train_and_evaluate(config, workdir, mesh):
         f"{jax.process_count()} process(es)", flush=True)
 
   # ---------------------------------------------------------------- evaluators and baselines
-  evaluator = evaluators.Evaluator(config, method, mesh, train_source, test_source)
+  evaluator = evaluators.build(config, method, mesh, train_source, test_source)
   # Every process decides from what was on disk at start (only process 0 writes), so all of them
   # take the same branches and run the same collective computations.
   baselines_path = os.path.join(workdir, "eval", "baselines.json")
@@ -154,7 +154,7 @@ def train_and_evaluate(config, workdir, mesh):
     # of the seed), so it can be recomputed after a resume.
     init_state = init_fn(jax.random.key(config.seed))
     baselines = {**evaluator.evaluate(init_state["params"], init_state["model_state"], "/random_init"),
-                 **evaluator.raw_pixels()}
+                 **evaluator.input_baselines()}
     del init_state
     reporting.write_json(baselines_path, baselines)
 
@@ -204,7 +204,8 @@ def train_and_evaluate(config, workdir, mesh):
 
   # ---------------------------------------------------------------- final evaluation
   if final is None:
-    results = evaluator.evaluate(state["params"], state["model_state"])
+    plots_dir = os.path.join(workdir, "plots") if jax.process_index() == 0 else None
+    results = evaluator.evaluate(state["params"], state["model_state"], plots_dir=plots_dir)
     reporter.log_eval(config.total_steps, results)
     final = {"step": config.total_steps, **results, **baselines}
     reporting.write_json(final_path, final)

@@ -1,10 +1,12 @@
 """Tests of jaxssl.data.avshapes (procedural audio-visual-text clips) and its tokenizer.
 
 Beyond shapes and determinism, these check that the modalities really co-vary (the sound
-identifies the class, audio onsets sit on the event frames, captions name the ground truth) and
-that raw pixels stay a weak baseline. Measured numbers (ms per clip, probe accuracies) are
-printed, not asserted tightly: run with `-s` to see them.
+identifies the class, colour and size, audio onsets sit on the event frames, captions name the
+ground truth), that retrieval among 1,000 clips is well posed (perfect-model R@1 bounds), and
+that raw pixels stay a weak baseline. Measured numbers (ms per clip, bounds, probe accuracies)
+are printed, not asserted tightly: run with `-s` to see them.
 """
+import itertools
 import time
 
 import numpy as np
@@ -13,6 +15,7 @@ import pytest
 from jaxssl.data import avshapes, text
 
 _NUM = 1000  # Clips shared by the statistical tests (~2 s to render).
+_FACTORS = ("label", "motion", "colour", "size", "speed", "background")
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +25,7 @@ def clips():
 
 def _same(a, b):
   return all(np.array_equal(a[k], b[k]) for k in ("video", "audio", "text", "events")) and all(
-      a[k] == b[k] for k in ("captions", "label", "motion", "colour"))
+      a[k] == b[k] for k in ("captions",) + _FACTORS)
 
 
 def test_render_clip_is_a_pure_function_of_seed_split_index():
@@ -33,8 +36,8 @@ def test_render_clip_is_a_pure_function_of_seed_split_index():
     assert clip["video"].tobytes() != other["video"].tobytes()
     assert clip["audio"].tobytes() != other["audio"].tobytes()
   # Caption count and length change only the text, never the clip itself.
-  more = avshapes.render_clip(3, "train", 17, num_captions=5, max_caption_len=20)
-  assert more["captions"][:1] == clip["captions"][:1] and more["text"].shape == (5, 20)
+  more = avshapes.render_clip(3, "train", 17, num_captions=5, max_caption_len=24)
+  assert more["captions"][:1] == clip["captions"][:1] and more["text"].shape == (5, 24)
   assert _same({**more, "text": clip["text"], "captions": clip["captions"]}, clip)
 
 
@@ -47,9 +50,9 @@ def test_shapes_and_dtypes():
   assert clip["text"].dtype == np.int32 and len(clip["captions"]) == 3
   assert clip["events"].shape == (8,) and clip["events"].dtype == np.uint8
   big = avshapes.render_clip(0, "train", 0, num_frames=16, image_size=48, sample_rate=16000,
-                             fps=16, num_captions=2, max_caption_len=12)
+                             fps=16, num_captions=2, max_caption_len=24)
   assert big["video"].shape == (16, 48, 48, 3) and big["audio"].shape == (16000,)
-  assert big["text"].shape == (2, 12)
+  assert big["text"].shape == (2, 24)
   with pytest.raises(ValueError):
     avshapes.render_clip(0, "train", 0, image_size=4)
 
@@ -65,7 +68,8 @@ def test_source_records_batches_and_repr():
   clip = avshapes.render_clip(0, "train", 7, num_captions=2)
   assert record["video"].tobytes() == clip["video"].tobytes() and record["label"] == clip["label"]
   batch = source.get_batch(np.array([3, 7]))
-  assert batch["video"].shape == (2, 8, 32, 32, 3) and batch["text"].shape == (2, 2, 16)
+  assert batch["video"].shape == (2, 8, 32, 32, 3)
+  assert batch["text"].shape == (2, 2, avshapes.DEFAULT_MAX_CAPTION_LEN)
   assert batch["audio"].tobytes()[-32000:] == record["audio"].tobytes()
   with pytest.raises(IndexError):
     source[50]
@@ -75,11 +79,21 @@ def test_source_records_batches_and_repr():
   config = dict(seed=0, num_train=50, num_test=10, image_size=32, num_captions=2)
   assert repr(avshapes.source_from_config("train", config)) == repr(source)
   assert len(avshapes.source_from_config("test", config)) == 10
+  with pytest.raises(ValueError, match="max_caption_len=10 would cut"):
+    avshapes.source_from_config("train", dict(config, max_caption_len=10))
+  # Zero-shot prompts: every prompt names its class, and only its class.
+  prompts = source.class_prompts(5)
+  assert len(prompts) == 10 and all(len(p) == 5 for p in prompts)
+  for label, group in enumerate(prompts):
+    for prompt in group:
+      assert _phrases_in(prompt, avshapes.SHAPE_WORDS) == [label], prompt
+  assert source.tokenizer is avshapes.TOKENIZER and source.vocab_size == avshapes.VOCAB_SIZE
 
 
-def test_labels_motions_and_colours_cover_all_values(clips):
+def test_factors_cover_all_values(clips):
   first = clips[:200]
-  for key, num in (("label", 10), ("motion", 6), ("colour", 8)):
+  for key, num in (("label", 10), ("motion", 6), ("colour", 8), ("size", 2), ("speed", 2),
+                   ("background", 6)):
     counts = np.bincount([c[key] for c in first], minlength=num)
     assert len(counts) == num and counts.min() >= 8, (key, counts)
   # Nuisances really vary: mean brightness, and the loudness of the audio.
@@ -96,20 +110,63 @@ def _spectrum_features(audio, rate=8000):
   return bands - bands.mean(-1, keepdims=True)
 
 
-def test_sound_identifies_the_class(clips):
+def _harmonic_ratios(audio, rate=8000):
+  """Log power of partials 2-4 relative to the fundamental (the strongest peak, 130-900 Hz)."""
+  power = np.abs(np.fft.rfft(audio * np.hanning(audio.shape[-1]), axis=-1)) ** 2
+  freqs = np.fft.rfftfreq(audio.shape[-1], 1 / rate)
+  lo, hi = np.searchsorted(freqs, [130, 900])
+  f0 = freqs[lo + np.argmax(power[:, lo:hi], -1)]
+  rows = np.arange(len(audio))[:, None]
+
+  def at(f):  # Peak power within 3 bins of f.
+    idx = np.searchsorted(freqs, f)[:, None] + np.arange(-3, 4)
+    return power[rows, np.clip(idx, 0, len(freqs) - 1)].max(-1)
+
+  return np.stack([np.log(at(k * f0) / at(f0) + 1e-9) for k in (2, 3, 4)], 1)
+
+
+def _envelope(audio, rate=8000, hop=0.01):
+  """Log RMS envelope in 10 ms hops, minus its mean (loudness-free)."""
+  h = int(rate * hop)
+  env = np.log(np.sqrt((audio.reshape(len(audio), -1, h) ** 2).mean(-1)) + 1e-4)
+  return env - env.mean(-1, keepdims=True)
+
+
+def test_sound_identifies_class_colour_size_and_speed(clips):
+  """What a listener can read off the audio: class (pitch), colour (timbre), size (ring time),
+  speed (rattle rate). Simple fixed features, 800 clips fit / 200 held out."""
+  from sklearn.linear_model import LogisticRegression
+  from sklearn.neighbors import KNeighborsClassifier
   audio = np.stack([c["audio"] for c in clips])
-  labels = np.array([c["label"] for c in clips])
-  feats = _spectrum_features(audio)
-  n_fit = 800
-  centroids = np.stack([feats[:n_fit][labels[:n_fit] == k].mean(0) for k in range(10)])
+  y = {k: np.array([c[k] for c in clips]) for k in _FACTORS}
+  feats, n_fit = _spectrum_features(audio), 800
+  centroids = np.stack([feats[:n_fit][y["label"][:n_fit] == k].mean(0) for k in range(10)])
   pred = np.argmin(((feats[n_fit:, None] - centroids) ** 2).sum(-1), -1)
-  accuracy = float(np.mean(pred == labels[n_fit:]))
-  motion = np.array([c["motion"] for c in clips])
-  m_centroids = np.stack([feats[:n_fit][motion[:n_fit] == k].mean(0) for k in range(6)])
-  m_pred = np.argmin(((feats[n_fit:, None] - m_centroids) ** 2).sum(-1), -1)
-  print(f"\nnearest-centroid on audio spectra: class {accuracy:.3f} (chance 0.1), "
-        f"motion {np.mean(m_pred == motion[n_fit:]):.3f} (chance 0.167)")
-  assert accuracy > 0.5
+  scores = {"label": float(np.mean(pred == y["label"][n_fit:]))}
+  harmonics, envelope = _harmonic_ratios(audio), _envelope(audio)
+  scores["colour"] = KNeighborsClassifier(10).fit(harmonics[:n_fit], y["colour"][:n_fit]).score(
+      harmonics[n_fit:], y["colour"][n_fit:])
+  for key in ("size", "speed"):
+    probe = LogisticRegression(max_iter=2000).fit(envelope[:n_fit], y[key][:n_fit])
+    scores[key] = probe.score(envelope[n_fit:], y[key][n_fit:])
+  print("\naudio: class (nearest centroid on spectra) {label:.3f}, colour (10-NN on harmonic "
+        "ratios) {colour:.3f}, size / speed (logistic on the envelope) {size:.3f} / "
+        "{speed:.3f}; chance 0.1 / 0.125 / 0.5 / 0.5".format(**scores))
+  assert scores["label"] > 0.8 and scores["colour"] > 0.8
+  assert scores["size"] > 0.7 and scores["speed"] > 0.65
+
+
+def test_retrieval_among_1000_clips_is_well_posed():
+  """Perfect-model R@1 over 1,000 held-out clips: text->video (the factors caption 0 names)
+  and audio->video (the factors the sound shares with the video, event frames included)."""
+  clips = [avshapes.render_clip(0, "test", i) for i in range(1000)]
+  text_bound = avshapes.retrieval_bound([avshapes.caption_key(c) for c in clips])
+  audio_bound = avshapes.retrieval_bound([avshapes.audio_key(c) for c in clips])
+  untimed = avshapes.retrieval_bound([avshapes.audio_key(c)[:-1] for c in clips])
+  print(f"\nperfect R@1 over 1000 clips: text->video {text_bound:.3f}, audio->video "
+        f"{audio_bound:.3f} ({untimed:.3f} without event timing)")
+  assert text_bound >= 0.9 and audio_bound >= 0.7
+  assert avshapes.retrieval_bound([(0,), (0,), (1,)]) == pytest.approx((0.5 + 0.5 + 1) / 3)
 
 
 def _onsets(audio, rate=8000, hop=0.005):
@@ -160,11 +217,20 @@ def test_captions_name_the_ground_truth_and_round_trip(clips):
     for caption, ids in zip(clip["captions"], clip["text"]):
       assert _phrases_in(caption, avshapes.SHAPE_WORDS) == [clip["label"]], caption
       assert _phrases_in(caption, avshapes.COLOUR_WORDS) == [clip["colour"]], caption
-      assert clip["motion"] in _phrases_in(caption, motion_phrases), caption
+      assert _phrases_in(caption, motion_phrases) == [clip["motion"]], caption
+      for key, groups in (("size", avshapes.SIZE_WORDS), ("speed", avshapes.SPEED_WORDS),
+                          ("background", avshapes.BACKGROUND_WORDS)):
+        assert _phrases_in(caption, groups) == [clip[key]], (key, caption)
       assert avshapes.decode(ids) == caption and text.UNK_ID not in ids
       assert len(caption.split()) <= avshapes.MAX_CAPTION_WORDS
       wordings.add(caption)
   assert len(wordings) > 800  # Varied: nearly every caption is new.
+  # Each motion class has its own direction words: only these few are shared between classes.
+  shared = {"moves", "moving", "drifts", "drifting", "slides", "sliding", "glides", "gliding",
+            "heads", "heading", "to", "the"}
+  words = [{w for p in group for w in text.split_words(p)} - shared for group in motion_phrases]
+  for i, j in itertools.combinations(range(len(words)), 2):
+    assert not words[i] & words[j], (avshapes.MOTION_NAMES[i], avshapes.MOTION_NAMES[j])
   # The tokenizer: padding, truncation, unknown words, punctuation.
   ids = avshapes.encode("A red STAR, moves to the left!", 10)
   assert ids.dtype == np.int32 and ids.shape == (10,) and (ids[7:] == text.PAD_ID).all()

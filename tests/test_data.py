@@ -67,6 +67,30 @@ def test_repr_is_stable():
   assert "shapes/train: 600 records" in sources.describe(a)
 
 
+def test_avshapes_through_the_registry_and_the_pipeline():
+  """Clip sources have no "image": video, audio and text pass through the pipeline as they are."""
+  config = _config(num_train=40, num_test=10, num_frames=4, fps=8.0, sample_rate=4000,
+                   num_captions=2, max_caption_len=20, vocab_size=0)
+  train = sources.get_source("avshapes", "train", config)
+  assert "avshapes/train: 40 records, video (4, 32, 32, 3), audio 2000 @ 4000 Hz, 2 captions x 20" \
+      in sources.describe(train)
+  whole = pipeline.train_dataset(train, global_batch=8, seed=0, image_size=32)[3]
+  assert set(whole) == {"video", "audio", "text", "label", "motion", "index"}
+  assert whole["video"].shape == (8, 4, 32, 32, 3) and whole["video"].dtype == np.uint8
+  assert whole["audio"].shape == (8, 2000) and whole["audio"].dtype == np.float32
+  assert whole["text"].shape == (8, 2, 20) and whole["text"].dtype == np.int32
+  np.testing.assert_array_equal(whole["video"][2], train[int(whole["index"][2])]["video"])
+  halves = [pipeline.train_dataset(train, global_batch=8, seed=0, image_size=32,
+                                   process_index=i, process_count=2)[3] for i in range(2)]
+  for key in whole:
+    np.testing.assert_array_equal(np.concatenate([h[key] for h in halves]), whole[key])
+  arrays = pipeline.load_arrays(sources.get_source("avshapes", "test", config), image_size=32)
+  assert set(arrays) == {"video", "audio", "text", "label", "motion"}
+  assert arrays["video"].shape == (10, 4, 32, 32, 3) and arrays["label"].shape == (10,)
+  with pytest.raises(ValueError, match="vocab_size=10 is smaller"):
+    sources.get_source("avshapes", "train", _config(vocab_size=10))
+
+
 # --- global batch indices and the training dataset ----------------------------------------------
 
 

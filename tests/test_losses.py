@@ -360,3 +360,95 @@ def test_losses_reject_mismatched_shapes(name):
     getattr(losses, name)(jnp.ones((4, 3, 2)), jnp.ones((4, 3, 2)))
   with pytest.raises(ValueError, match=r"\(B, K\)"):
     losses.sinkhorn_knopp(jnp.ones((4,)))
+
+
+# ---- MIL-NCE (Miech et al., CVPR 2020) -------------------------------------------------------
+
+def np_mil_nce(video, text):
+  """MIL-NCE eq. 1 as loops: clip i's loss is
+  -log( sum_k e^{x_iik} / sum_{j,k} (e^{x_ijk} + e^{x_jik}) ),  x_ijk = video_i . text_jk."""
+  b, k = text.shape[:2]
+  total = 0.0
+  for i in range(b):
+    pos = sum(np.exp(video[i] @ text[i, c]) for c in range(k))
+    denom = sum(np.exp(video[i] @ text[j, c]) + np.exp(video[j] @ text[i, c])
+                for j in range(b) for c in range(k))
+    total += -np.log(pos / denom)
+  return total / b
+
+
+mil_nce = jax.jit(losses.mil_nce)
+
+
+def mil_inputs(b, k, d, rng, dtype=jnp.float32):
+  # Unit vectors over a temperature of 0.1, as MMV feeds the loss: scores up to +-10.
+  video = np_unit(rng.normal(size=(b, d))) / 0.1
+  text = 0.6 * video[:, None] * 0.1 + rng.normal(size=(b, k, d)) / np.sqrt(d)
+  return jnp.asarray(video, dtype), jnp.asarray(text / np.linalg.norm(text, axis=-1,
+                                                                      keepdims=True), dtype)
+
+
+@pytest.mark.parametrize("b", [1, 2, 256])
+@pytest.mark.parametrize("k", [1, 3])
+def test_mil_nce_matches_numpy(b, k):
+  video, text = mil_inputs(b, k, 16, np.random.default_rng(b * 10 + k))
+  got = mil_nce(video, text)
+  assert got.dtype == jnp.float32
+  want = np_mil_nce(np.asarray(video, np.float64), np.asarray(text, np.float64))
+  np.testing.assert_allclose(float(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_mil_nce_bf16_inputs_computed_in_float32():
+  video, text = mil_inputs(32, 3, 16, np.random.default_rng(13), jnp.bfloat16)
+  got = mil_nce(video, text)
+  assert got.dtype == jnp.float32
+  want = np_mil_nce(np.asarray(video, np.float64), np.asarray(text, np.float64))
+  np.testing.assert_allclose(float(got), want, rtol=2e-5)
+
+
+def test_mil_nce_single_clip_and_positive_pooling():
+  # One clip and K captions: the 2K candidates are its positives counted twice, loss log 2.
+  video, text = mil_inputs(1, 3, 8, np.random.default_rng(14))
+  np.testing.assert_allclose(float(mil_nce(video, text)), np.log(2.0), rtol=1e-6)
+  # Multiple instances: adding a well-aligned candidate lowers the loss of a clip.
+  video, text = mil_inputs(8, 1, 8, np.random.default_rng(15))
+  aligned = video[:, None] * 0.1
+  assert mil_nce(video, jnp.concatenate([text, aligned], 1)) < mil_nce(video, text)
+
+
+def test_mil_nce_with_one_caption_relates_to_symmetric_info_nce():
+  """K = 1: clip i's loss is logaddexp(r_i, c_i) of its two InfoNCE terms (row: video i against
+  all texts, column: text i against all videos), so the mean is at least log 2 + the symmetric
+  InfoNCE (convexity), with equality when the score matrix is symmetric (r_i = c_i)."""
+  rng = np.random.default_rng(16)
+  t = 0.1
+  v = rng.normal(size=(16, 8))
+  w = v + rng.normal(size=(16, 8))
+  unit = lambda z: jnp.asarray(np_unit(z), jnp.float32)  # noqa: E731
+  symmetric = lambda a, b: (JIT["info_nce"](a, b, temperature=t)  # noqa: E731
+                            + JIT["info_nce"](b, a, temperature=t)) / 2
+  general = float(mil_nce(unit(v) / t, unit(w)[:, None]))
+  assert general > np.log(2) + float(symmetric(unit(v), unit(w))) + 1e-3
+  # Same vectors on both sides: x = V V^T is symmetric and the bound is attained.
+  np.testing.assert_allclose(float(mil_nce(unit(v) / t, unit(v)[:, None])),
+                             np.log(2) + float(symmetric(unit(v), unit(v))), rtol=1e-5)
+
+
+def test_mil_nce_gradient_matches_finite_differences():
+  video, text = [np.asarray(a, np.float64) for a in mil_inputs(5, 2, 4, np.random.default_rng(17))]
+  g = np.asarray(jax.jit(jax.grad(losses.mil_nce))(jnp.asarray(video, jnp.float32),
+                                                   jnp.asarray(text, jnp.float32)))
+  eps = 1e-5
+  for idx in [(0, 0), (2, 3), (4, 1)]:
+    vp, vm = video.copy(), video.copy()
+    vp[idx] += eps
+    vm[idx] -= eps
+    fd = (np_mil_nce(vp, text) - np_mil_nce(vm, text)) / (2 * eps)
+    np.testing.assert_allclose(g[idx], fd, rtol=1e-3, atol=1e-4)
+
+
+def test_mil_nce_rejects_bad_shapes():
+  with pytest.raises(ValueError, match="mil_nce"):
+    losses.mil_nce(jnp.ones((4, 3)), jnp.ones((4, 3)))
+  with pytest.raises(ValueError, match="mil_nce"):
+    losses.mil_nce(jnp.ones((4, 3)), jnp.ones((5, 2, 3)))

@@ -11,7 +11,8 @@ import os
 
 import flax.linen as nn
 
-from jaxssl import methods, models, optim, sharding, train
+from jaxssl import methods, models, sharding
+from sharded_loss import loss_metrics_grads
 
 
 def _quick_config(name):
@@ -43,24 +44,6 @@ def test_logical_rules_replicate_indivisible_dims():
   assert sharding.logical_to_mesh_spec(("embed", "mlp"), (6, 32), mesh) == P(None, "model")
   assert sharding.logical_to_mesh_spec(("conv_h", "conv_w", "conv_in", "conv_out"), (3, 3, 8, 10),
                                        mesh) == P(None, None, None, None)
-
-
-def _loss_and_grads(config, mesh, batch):
-  method = methods.build(config, methods.DataInfo(image_size=config.data.image_size, num_classes=10))
-  tx, _ = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-  init_fn, _, state_sh = train.create_state(method, tx, mesh, config.seed)
-  state = init_fn(jax.random.key(0))
-  data = {k: jax.device_put(v, sharding.batch_sharding(mesh, v.ndim)) for k, v in batch.items()}
-
-  @jax.jit
-  def f(params, model_state, data):
-    (loss, _), grads = jax.value_and_grad(method.loss, has_aux=True)(
-        params, model_state, data, jax.random.key(1), 0)
-    return loss, grads
-
-  with jax.set_mesh(mesh):
-    loss, grads = f(state["params"], state["model_state"], data)
-  return float(loss), jax.tree.map(np.asarray, grads), state_sh
 
 
 class _TinyEncoder(nn.Module):
@@ -100,8 +83,10 @@ def test_loss_and_grads_equal_on_8_devices_and_1(name, preset, monkeypatch):
   one = sharding.make_mesh(dict(data=1, fsdp=1, model=1), jax.devices()[:1])
   shape = dict(data=2, fsdp=4, model=1) if preset == "data2xfsdp4" else sharding.PRESETS[preset]
   eight = sharding.make_mesh(shape)
-  loss1, grads1, _ = _loss_and_grads(config, one, batch)
-  loss8, grads8, state_sh = _loss_and_grads(config, eight, batch)
+  data_info = methods.DataInfo(image_size=config.data.image_size, num_classes=10)
+  loss1, _, grads1, _ = loss_metrics_grads(methods.build(config, data_info), config, one, batch)
+  loss8, _, grads8, state_sh = loss_metrics_grads(methods.build(config, data_info), config, eight,
+                                                  batch)
   # Same math, different reduction order across devices: float32 rounding only, which is
   # relative to a tensor's scale (a per-device reduction where a global one is due would be off
   # by O(1) of that scale).

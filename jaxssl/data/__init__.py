@@ -1,2 +1,3 @@
-"""Data layer: `sources` (datasets behind one record interface), `shapes` (the procedural
-dataset) and `pipeline` (step-indexed, process-count-independent training batches)."""
+"""Data layer: `sources` (datasets behind one record interface), `shapes` and `avshapes` (the
+procedural image and video-audio-text datasets), `av_records` + `convert` (real clips as
+ArrayRecord) and `pipeline` (step-indexed, process-count-independent training batches)."""

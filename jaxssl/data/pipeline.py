@@ -171,12 +171,15 @@ def train_iterator(dataset: grain.MapDataset, *, start_step: int = 0, num_worker
 
 def load_arrays(source, *, image_size: int, max_examples: int | None = None,
                 chunk: int = 4096) -> dict:
-  """The first `max_examples` records (all if None): image uint8 (N, S, S, 3), label int32 (N,).
+  """The first `max_examples` records (all if None), every field stacked: image uint8 (N, S, S, 3)
+  and label int32 (N,) for image sources; video, audio, text, label, ... for clip sources.
 
-  For evaluators (kNN / linear probe), with the same host preprocessing as training; read in
-  chunks so the float resize buffer stays small for large splits.
+  For evaluators, with the same host preprocessing as training (images resized; other fields
+  as the source gives them); read in chunks so the float resize buffer stays small.
   """
   num = len(source) if max_examples is None else min(max_examples, len(source))
   parts = [source.get_batch(np.arange(lo, min(lo + chunk, num))) for lo in range(0, num, chunk)]
-  return dict(image=np.concatenate([preprocess(p["image"], image_size) for p in parts]),
-              label=np.concatenate([p["label"] for p in parts]))
+  arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  if "image" in arrays:
+    arrays["image"] = preprocess(arrays["image"], image_size)
+  return arrays

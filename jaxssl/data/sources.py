@@ -1,10 +1,13 @@
 """Random-access data sources: `get_source(name, split, data_config)`.
 
-Every source is a grain random-access source (`__len__`, `__getitem__(i) -> dict(image=uint8
-(H, W, C), label=int32)`) with `num_classes`, `image_shape`, `class_names`, `name` and `split`,
-plus `get_batch(indices)`, which the pipeline uses to read a whole batch with one fancy-index
-where the data sit in memory. `__repr__` is stable (no object addresses): grain compares
-`repr(data_source)` when it restores a checkpoint.
+Every source is a grain random-access source (`__len__`, `__getitem__(i) -> dict`) with
+`num_classes`, `image_shape`, `class_names`, `name` and `split`, plus `get_batch(indices)`, which
+the pipeline uses to read a whole batch with one fancy-index where the data sit in memory.
+`__repr__` is stable (no object addresses): grain compares `repr(data_source)` when it restores
+a checkpoint. Image sources' records are dict(image=uint8 (H, W, C), label=int32); clip sources'
+are dict(video=uint8 (T, S, S, 3), audio=float32 (L,), text=int32 (K, Lt), label=int32, ...),
+and they also carry `video_shape`, `audio_length`, `sample_rate`, `num_captions`,
+`max_caption_len`, `vocab_size`, a `tokenizer` and `class_prompts(n)` (zero-shot prompts).
 
 Sources:
   shapes         procedural, rendered on the fly (`jaxssl.data.shapes`); no files.
@@ -12,6 +15,9 @@ Sources:
   fashion_mnist  IDX files from `data_dir`, default the Debian package's directory.
   idx            any MNIST-format IDX directory (`data_dir` required).
   tfds           any prepared TFDS dataset in array_record format, read without TensorFlow.
+  avshapes       procedural video-audio-caption clips (`jaxssl.data.avshapes`); no files.
+  av_records     clips converted from real video/audio/caption files by
+                 `python -m jaxssl.data.convert` (`jaxssl.data.av_records`); needs data_dir.
 """
 import gzip
 import os
@@ -20,7 +26,7 @@ import zlib
 
 import numpy as np
 
-from jaxssl.data import shapes
+from jaxssl.data import av_records, avshapes, shapes
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -220,11 +226,34 @@ def get_source(name: str, split: str, data_config):
   if name == "tfds":
     return TfdsSource(data_config.tfds_name, split, data_config.data_dir,
                       data_config.image_key, data_config.label_key)
-  raise ValueError(f"unknown dataset {name!r}; expected shapes, digits, fashion_mnist, idx "
-                   "or tfds")
+  if name == "avshapes":
+    return _check_vocab(avshapes.source_from_config(split, data_config), data_config)
+  if name == "av_records":
+    if not data_config.data_dir:
+      raise FileNotFoundError("dataset 'av_records' needs --config.data.data_dir: a directory "
+                              "written by `python -m jaxssl.data.convert`")
+    return _check_vocab(av_records.AVRecordsSource(data_config.data_dir, split, data_config),
+                        data_config)
+  raise ValueError(f"unknown dataset {name!r}; expected shapes, digits, fashion_mnist, idx, "
+                   "tfds, avshapes or av_records")
+
+
+def _check_vocab(source, data_config):
+  """A token id past a text encoder's table would be clipped silently by the embedding lookup."""
+  wanted = data_config.get("vocab_size", 0)
+  if wanted and wanted < source.vocab_size:
+    raise ValueError(f"config.data.vocab_size={wanted} is smaller than {source.name}'s "
+                     f"vocabulary ({source.vocab_size} ids); set --config.data.vocab_size="
+                     f"{source.vocab_size}")
+  return source
 
 
 def describe(source) -> str:
-  """One line for logs: name, split, size, image shape, classes."""
-  return (f"{source.name}/{source.split}: {len(source)} records, image {source.image_shape}, "
-          f"{source.num_classes} classes")
+  """One line for logs: name, split, size, record shapes, classes."""
+  if hasattr(source, "video_shape"):
+    shape = (f"video {source.video_shape}, audio {source.audio_length} @ {source.sample_rate} Hz, "
+             f"{source.num_captions} captions x {source.max_caption_len} tokens "
+             f"(vocabulary {source.vocab_size})")
+  else:
+    shape = f"image {source.image_shape}"
+  return f"{source.name}/{source.split}: {len(source)} records, {shape}, {source.num_classes} classes"

@@ -10,7 +10,8 @@ A method module defines `Method(config, data_info)` with:
   embed(params, model_state, images) -> (B, D) float32 features for evaluators (no augmentation).
 """
 import dataclasses
-import importlib
+
+from jaxssl import plugins
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,10 +21,5 @@ class DataInfo:
 
 
 def build(config, data_info):
-  try:
-    module = importlib.import_module(f"jaxssl.methods.{config.method}")
-  except ModuleNotFoundError as e:
-    if e.name != f"jaxssl.methods.{config.method}":
-      raise
-    raise ValueError(f"config.method={config.method!r}: no module jaxssl/methods/{config.method}.py") from None
-  return module.Method(config, data_info)
+  method_class = plugins.resolve("jaxssl.methods", config.method, "Method", "config.method")
+  return method_class(config, data_info)

@@ -5,7 +5,6 @@ batch (2N - 2 negatives per anchor).
 Both views go through the network as one concatenated batch, as in the reference TF code, so
 BatchNorm statistics are computed over all 2N views of the global batch.
 """
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 

@@ -1,0 +1,57 @@
+"""Image evaluator: kNN and linear probe of the method's `embed` on a held-out split.
+
+It loads `eval.num_train` labelled training images (kNN bank / probe training set) and
+`eval.num_test` held-out test images once, embeds them with the method's `embed` (sharded over
+the mesh like training), and returns a flat dict `name -> number`. Baselines use the same code
+path: a randomly initialised encoder (suffix "/random_init") and the raw pixels ("/raw_pixels").
+"""
+import jax
+import numpy as np
+
+from jaxssl import sharding
+from jaxssl.data import pipeline
+from jaxssl.evaluators import batching, knn, linear, plots
+
+
+class Evaluator:
+
+  def __init__(self, config, method, mesh, train_source, test_source):
+    self.config, self.mesh = config, mesh
+    size = config.data.image_size
+    self.train = pipeline.load_arrays(train_source, image_size=size, max_examples=config.eval.num_train)
+    self.test = pipeline.load_arrays(test_source, image_size=size, max_examples=config.eval.num_test)
+    self.num_classes = train_source.num_classes
+    self.class_names = train_source.class_names
+    self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
+    self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh))
+
+  def features(self, params, model_state, images):
+    """(N, D) float32 host features of uint8 images (N, H, W, 3)."""
+    return batching.apply_in_batches(lambda b: self._embed(params, model_state, b["image"]),
+                                     {"image": images}, self.mesh, self.batch_size)
+
+  def _scores(self, train_features, test_features, suffix=""):
+    kw = dict(num_classes=self.num_classes)
+    ev = self.config.eval
+    return {
+        f"knn/top1{suffix}": knn.knn_top1(train_features, self.train["label"], test_features,
+                                          self.test["label"], k=ev.knn_k,
+                                          temperature=ev.knn_temperature, **kw),
+        f"linear/top1{suffix}": linear.linear_top1(train_features, self.train["label"], test_features,
+                                                   self.test["label"], steps=ev.linear_steps, **kw),
+    }
+
+  def evaluate(self, params, model_state, suffix="", plots_dir=None):
+    """Metrics of the model (params, model_state); with plots_dir, also a scatter of its
+    held-out features coloured by class (plots_dir/embeddings.png)."""
+    test_features = self.features(params, model_state, self.test["image"])
+    if plots_dir:
+      plots.embedding_scatter(f"{plots_dir}/embeddings.png", test_features, self.test["label"],
+                              self.class_names, "held-out image features")
+    return self._scores(self.features(params, model_state, self.train["image"]), test_features,
+                        suffix)
+
+  def input_baselines(self):
+    """The same metrics on raw pixels."""
+    flat = lambda x: x.reshape(len(x), -1).astype(np.float32) / 255.0  # noqa: E731
+    return self._scores(flat(self.train["image"]), flat(self.test["image"]), "/raw_pixels")
