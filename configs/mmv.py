@@ -27,6 +27,8 @@ def get_config(arg=""):
   c.ckpt_every = 100
   c.optimizer.name = "adamw"
   c.optimizer.base_lr = 2e-3  # Per 256 clips (linear scaling); Adam, as the paper.
+  # Measured: at base_lr 1e-3 the video-audio loss stayed at chance (5.54) through 150 steps
+  # (t2v R@1 0.009 over 1,000 clips); at 2e-3 it leaves chance after ~100 steps (README).
   c.optimizer.warmup_steps = 20
   c.optimizer.weight_decay = 0.0
 
