@@ -64,13 +64,19 @@ class Checkpointer:
 
 
 def load_params(workdir, step=None):
-  """The raw (host numpy) train state saved in another run's workdir: used by `init_from`."""
+  """(step, raw train state as host numpy) of another run's workdir: its latest checkpoint, or
+  exactly `step`. Used by `init_from` and `jaxssl.load`."""
   ckpt = Checkpointer(workdir, async_save=False)
-  steps = ckpt.all_steps()
-  if not steps:
-    raise FileNotFoundError(f"init_from: no checkpoint under {ckpt.directory}; expected the workdir "
-                            "of a finished jaxssl run")
-  step = steps[-1] if step is None else step
-  restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
-  ckpt.close()
-  return jax.tree.map(np.asarray, restored["state"])
+  try:
+    steps = ckpt.all_steps()
+    if not steps:
+      raise FileNotFoundError(f"no checkpoint under {ckpt.directory}; expected the workdir of a "
+                              "jaxssl run that saved one")
+    if step is not None and step not in steps:
+      raise FileNotFoundError(f"no checkpoint at step {step} under {ckpt.directory}; it has "
+                              f"steps {steps}")
+    step = steps[-1] if step is None else step
+    restored = ckpt.manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  finally:
+    ckpt.close()
+  return step, jax.tree.map(np.asarray, restored["state"])

@@ -1,7 +1,9 @@
 """Entry point: python -m jaxssl.main --config=configs/<name>.py[:variant] [--workdir=DIR] [--config.key=value ...]
 
 Starts the distributed runtime when several processes are configured, validates the config
-before anything is compiled, builds the mesh and runs the training loop.
+before anything is compiled, builds the mesh and runs the training loop; with --mode=eval it
+evaluates the workdir's checkpoint(s) instead (`--config` may then be left out: the workdir's
+config.json is used).
 """
 import os
 import sys
@@ -15,6 +17,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: workdir
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-process).")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
+                          "train (then evaluate), or eval: evaluate checkpoints without training.")
+_EVAL_STEP = flags.DEFINE_string("eval_step", "", "--mode=eval: a checkpoint step, or 'all' "
+                                 "(default: the latest).")
 
 
 def default_workdir(config_arg):
@@ -34,10 +40,24 @@ def _config_arg(argv):
 
 
 def main(argv):
+  try:
+    _main(argv)
+  except FileNotFoundError as e:  # A wrong path (workdir, checkpoint, data): one line, no traceback.
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # before jax starts: no "Unable to initialize backend" noise
   from jaxssl import config_base
   config = _CONFIG.value
+  if config is None:
+    from jaxssl import pretrained
+    if _MODE.value != "eval" or not _WORKDIR.value:
+      raise app.UsageError("--config=configs/<name>.py is required (only --mode=eval with "
+                           "--workdir can take the workdir's config)")
+    config = pretrained.read_config(_WORKDIR.value)
   if (_NUM_PROCESSES.value or 1) > 1 or _COORDINATOR.value:
     import jax
     jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
@@ -48,7 +68,10 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(_config_arg(sys.argv))
   print(f"[{config.method}] workdir: {os.path.abspath(workdir)}", flush=True)
   with jax.set_mesh(mesh):
-    train.train_and_evaluate(config, workdir, mesh)
+    if _MODE.value == "eval":
+      train.evaluate_workdir(config, workdir, mesh, _EVAL_STEP.value)
+    else:
+      train.train_and_evaluate(config, workdir, mesh)
 
 
 def _parse_flags(argv):

@@ -18,7 +18,8 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from jaxssl import checkpoint, config_base, evaluators, methods, optim, reporting, sharding
+from jaxssl import (checkpoint, config_base, evaluators, methods, optim, pretrained, reporting,
+                    sharding)
 from jaxssl.data import pipeline, sources
 
 
@@ -108,6 +109,56 @@ def _check_finite(state, nan_policy, metrics):
         "Lower the learning rate, or set --config.nan_policy=skip to drop such updates.")
 
 
+class _Run:
+  """What training and evaluation of one workdir share: data, method, optimizer, state layout,
+  checkpoints and the evaluator (built in that order by `_setup`)."""
+
+
+def _setup(config, workdir, mesh) -> _Run:
+  run = _Run()
+  name = config.method
+  # ---------------------------------------------------------------- data
+  run.train_source = sources.get_source(config.dataset, "train", config.data)
+  run.test_source = sources.get_source(config.dataset, "test", config.data)
+  print(f"[{name}] data: {sources.describe(run.train_source)} | "
+        f"{sources.describe(run.test_source)}", flush=True)
+  # What `jaxssl.load` needs besides the config to rebuild the model without the data.
+  reporting.write_json(os.path.join(workdir, pretrained.DATA_INFO_FILE),
+                       pretrained.data_info(run.train_source, config.data.image_size))
+  data_info = methods.DataInfo(image_size=config.data.image_size,
+                               num_classes=run.train_source.num_classes)
+
+  # ---------------------------------------------------------------- model, optimizer, state
+  run.method = methods.build(config, data_info)
+  run.tx, run.schedule = optim.make_optimizer(config.optimizer, config.batch_size,
+                                              config.total_steps)
+  run.init_fn, abstract_state, run.state_sh = create_state(run.method, run.tx, mesh, config.seed)
+  run.abstract_state = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                                    abstract_state, run.state_sh)
+  run.ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
+  num_params = sum(x.size for x in jax.tree.leaves(abstract_state["params"]))
+  print(f"[{name}] {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
+        f"{jax.process_count()} process(es)", flush=True)
+  run.evaluator = evaluators.build(config, run.method, mesh, run.train_source, run.test_source)
+  return run
+
+
+def _baselines(config, workdir, run):
+  """The random-init and raw-input metrics, computed once per workdir (eval/baselines.json)."""
+  path = os.path.join(workdir, "eval", "baselines.json")
+  baselines = _read_json(path) or {}
+  if config.eval.baselines and not baselines:
+    # The random-init baseline is the very encoder training starts from (init is a pure function
+    # of the seed), so it can be recomputed after a resume.
+    init_state = run.init_fn(jax.random.key(config.seed))
+    baselines = {**run.evaluator.evaluate(init_state["params"], init_state["model_state"],
+                                          "/random_init"),
+                 **run.evaluator.input_baselines()}
+    del init_state
+    reporting.write_json(path, baselines)
+  return baselines
+
+
 def train_and_evaluate(config, workdir, mesh):
   name = config.method
   os.makedirs(workdir, exist_ok=True)
@@ -115,61 +166,37 @@ def train_and_evaluate(config, workdir, mesh):
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1, sort_keys=True))
-
-  # ---------------------------------------------------------------- data
-  train_source = sources.get_source(config.dataset, "train", config.data)
-  test_source = sources.get_source(config.dataset, "test", config.data)
-  print(f"[{name}] data: {sources.describe(train_source)} | {sources.describe(test_source)}", flush=True)
-  data_info = methods.DataInfo(image_size=config.data.image_size, num_classes=train_source.num_classes)
-
-  # ---------------------------------------------------------------- model, optimizer, state
-  method = methods.build(config, data_info)
-  tx, schedule = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-  init_fn, abstract_state, state_sh = create_state(method, tx, mesh, config.seed)
-  ckpt = checkpoint.Checkpointer(workdir, keep=config.keep_checkpoints)
-  start_step, state, data_state = ckpt.restore(jax.tree.map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, state_sh))
+  run = _setup(config, workdir, mesh)
+  ckpt, evaluator, state_sh = run.ckpt, run.evaluator, run.state_sh
+  start_step, state, data_state = ckpt.restore(run.abstract_state)
   if state is None:
-    start_step, state = 0, init_fn(jax.random.key(config.seed))
+    start_step, state = 0, run.init_fn(jax.random.key(config.seed))
     if config.init_from:
-      state = _load_encoder(state, config.init_from, state_sh)
+      state = _load_encoders(state, config.init_from, state_sh)
   else:
     print(f"[{name}] resumed from {ckpt.directory} at step {start_step}", flush=True)
-  num_params = sum(x.size for x in jax.tree.leaves(abstract_state["params"]))
-  print(f"[{name}] {num_params / 1e6:.2f}M params; mesh {dict(mesh.shape)}; "
-        f"{jax.process_count()} process(es)", flush=True)
 
   # ---------------------------------------------------------------- evaluators and baselines
-  evaluator = evaluators.build(config, method, mesh, train_source, test_source)
   # Every process decides from what was on disk at start (only process 0 writes), so all of them
   # take the same branches and run the same collective computations.
-  baselines_path = os.path.join(workdir, "eval", "baselines.json")
   final_path = os.path.join(workdir, "eval", "final.json")
   final = _read_json(final_path)
   if final is not None and final.get("step") != config.total_steps:
     final = None  # written for another total_steps (the config was extended): evaluate again
-  baselines = _read_json(baselines_path) or {}
-  if config.eval.baselines and not baselines:
-    # The random-init baseline is the very encoder training starts from (init is a pure function
-    # of the seed), so it can be recomputed after a resume.
-    init_state = init_fn(jax.random.key(config.seed))
-    baselines = {**evaluator.evaluate(init_state["params"], init_state["model_state"], "/random_init"),
-                 **evaluator.input_baselines()}
-    del init_state
-    reporting.write_json(baselines_path, baselines)
+  baselines = _baselines(config, workdir, run)
 
   # ---------------------------------------------------------------- training
   reporter = reporting.Reporter(workdir, config.total_steps, start_step, name)
   if start_step < config.total_steps:
     dataset = pipeline.train_dataset(
-        train_source, global_batch=config.batch_size, seed=config.seed, image_size=config.data.image_size,
+        run.train_source, global_batch=config.batch_size, seed=config.seed, image_size=config.data.image_size,
         process_index=jax.process_index(), process_count=jax.process_count())
     iterator = pipeline.train_iterator(dataset, start_step=0, num_workers=config.data.num_workers)
     if data_state is not None:
       iterator.set_state(data_state)
     elif start_step:
       raise RuntimeError("checkpoint has no data iterator state")
-    train_step = make_train_step(method, tx, schedule, state_sh, mesh, config.seed)
+    train_step = make_train_step(run.method, run.tx, run.schedule, state_sh, mesh, config.seed)
 
     preempted = []
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
@@ -216,6 +243,41 @@ def train_and_evaluate(config, workdir, mesh):
   return final
 
 
+def evaluate_workdir(config, workdir, mesh, eval_step=""):
+  """--mode=eval: evaluates a workdir's checkpoint(s) without training; returns the new final.
+
+  eval_step: "" (the latest checkpoint), a step number, or "all" (every kept checkpoint). Each
+  evaluated step gets eval/step_<N>.json; eval/final.json is rewritten with the newest of them,
+  exactly as the end of training writes it (figures under plots/ included)."""
+  _refuse_other_config(config, workdir)
+  run = _setup(config, workdir, mesh)
+  steps = run.ckpt.all_steps()
+  if not steps:
+    raise FileNotFoundError(f"--mode=eval: no checkpoint under {run.ckpt.directory}; train first")
+  if eval_step == "all":
+    chosen = steps
+  elif eval_step:
+    if not eval_step.isdigit() or int(eval_step) not in steps:
+      raise FileNotFoundError(f"--eval_step={eval_step}: no such checkpoint under "
+                              f"{run.ckpt.directory}; it keeps steps {steps} (or use all)")
+    chosen = [int(eval_step)]
+  else:
+    chosen = steps[-1:]
+  baselines = _baselines(config, workdir, run)
+  for step in chosen:
+    _, state, _ = run.ckpt.restore(run.abstract_state, step=step)
+    newest = step == chosen[-1]
+    plots_dir = os.path.join(workdir, "plots") if newest and jax.process_index() == 0 else None
+    results = {"step": step, **run.evaluator.evaluate(state["params"], state["model_state"],
+                                                      plots_dir=plots_dir), **baselines}
+    reporting.write_json(os.path.join(workdir, "eval", f"step_{step}.json"), results)
+    print(f"[{config.method}] evaluated step {step}", flush=True)
+  reporting.write_json(os.path.join(workdir, "eval", "final.json"), results)
+  run.ckpt.close()
+  reporting.print_table(results)
+  return results
+
+
 def _refuse_other_config(config, workdir):
   """Resuming a workdir with another config would silently mix two runs: fail, naming the keys."""
   saved = _read_json(os.path.join(workdir, "config.json"))
@@ -235,16 +297,31 @@ def _read_json(path):
     return json.load(f)
 
 
-def _load_encoder(state, workdir, state_sh):
-  """Copies the `encoder` params and statistics of another run into a freshly initialised state."""
-  other = checkpoint.load_params(workdir)
-  params = dict(state["params"])
-  if "encoder" not in other["params"] or "encoder" not in params:
-    raise ValueError(f"init_from={workdir!r}: both runs need an 'encoder' parameter subtree")
-  params["encoder"] = other["params"]["encoder"]
-  model_state = jax.tree.map(lambda x: x, state["model_state"])
-  for col, tree in other["model_state"].items():
-    if col in model_state and "encoder" in tree:
-      model_state[col] = {**model_state[col], "encoder": tree["encoder"]}
-  new = {**state, "params": params, "model_state": model_state}
-  return jax.device_put(new, state_sh)
+def _is_encoder(name):
+  return name == "encoder" or name.endswith("_encoder")
+
+
+def _load_encoders(state, path, state_sh):
+  """Copies the encoders (params and statistics of every top-level subtree named `encoder` or
+  `*_encoder`) of another run's workdir or export into a freshly initialised state."""
+  _, other = pretrained.load_variables(path)
+  names = sorted(k for k in state["params"] if _is_encoder(k) and k in other["params"])
+  if not names:
+    raise ValueError(f"init_from={path!r}: no encoder in common: this run has "
+                     f"{sorted(state['params'])}, that one {sorted(other['params'])}")
+  params, model_state = dict(state["params"]), dict(state["model_state"])
+  for name in names:
+    mine = jax.tree_util.tree_flatten_with_path(params[name])[0]
+    theirs = dict(jax.tree_util.tree_flatten_with_path(other["params"][name])[0])
+    for key, leaf in mine:
+      if key not in theirs or theirs[key].shape != leaf.shape:
+        where = name + jax.tree_util.keystr(key)
+        raise ValueError(f"init_from={path!r}: {where} has shape {leaf.shape} here but "
+                         f"{getattr(theirs.get(key), 'shape', 'is absent')} there; use the same "
+                         "encoder config (config.model / video / audio / text) as that run")
+    params[name] = other["params"][name]
+    for col, tree in other["model_state"].items():
+      if col in model_state and name in tree:
+        model_state[col] = {**model_state[col], name: tree[name]}
+  print(f"[init_from] {', '.join(names)} from {path}", flush=True)
+  return jax.device_put({**state, "params": params, "model_state": model_state}, state_sh)

@@ -14,3 +14,6 @@ from absl import flags  # noqa: E402
 # grain's worker processes read absl flags; outside absl.app.run they must be marked parsed.
 if not flags.FLAGS.is_parsed():
   flags.FLAGS.mark_as_parsed()
+
+
+from quick_runs import simclr_quick_run  # noqa: E402,F401  (a fixture, for every test module)

@@ -12,6 +12,7 @@ import pytest
 
 from configs import simclr as simclr_config
 from jaxssl import checkpoint, config_base, reporting, sharding, train
+from quick_runs import simclr_quick_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -66,36 +67,12 @@ def test_train_checkpoint_evaluate_and_rerun_is_a_no_op(tmp_path, capsys):
   assert not config_base.resume_differences(json.load(open(tmp_path / "config.json")), extended)
 
 
-def _main(workdir, *extra):
-  cmd = [sys.executable, "-m", "jaxssl.main", "--config=configs/simclr.py:quick",
-         f"--workdir={workdir}", "--config.total_steps=24", "--config.ckpt_every=4",
-         "--config.log_every=1", "--config.eval.baselines=False", *extra]
-  return cmd
-
-
-def _subprocess_env(cache_dir):
-  # The runs compile the same step: a shared persistent compilation cache makes every run after
-  # the first skip the compile (~50 s -> ~15 s each on 2 cores).
-  return dict(os.environ, PYTHONUNBUFFERED="1", JAX_COMPILATION_CACHE_DIR=str(cache_dir),
-              JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-              JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
-
-
-@pytest.fixture(scope="module")
-def uninterrupted_run(tmp_path_factory):
-  """(workdir of a run that was never interrupted, env with the compilation cache it filled)."""
-  root = tmp_path_factory.mktemp("resume")
-  env = _subprocess_env(root / "compilation_cache")
-  subprocess.run(_main(root / "uninterrupted"), cwd=REPO, env=env, check=True, capture_output=True)
-  return root / "uninterrupted", env
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
-def test_killed_run_resumes_exactly(tmp_path, sig, uninterrupted_run):
-  ref, env = uninterrupted_run
+def test_killed_run_resumes_exactly(tmp_path, sig, simclr_quick_run):
+  ref, env = simclr_quick_run
   run = tmp_path / "killed"
-  proc = subprocess.Popen(_main(run), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+  proc = subprocess.Popen(simclr_quick_command(run), cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
   deadline = time.time() + 300
   while time.time() < deadline:  # kill once a checkpoint exists and training has gone past it
     steps = [s for s, _ in _losses(run)] if (run / "metrics.jsonl").exists() else []
@@ -109,7 +86,7 @@ def test_killed_run_resumes_exactly(tmp_path, sig, uninterrupted_run):
     assert "preempted" in out and "Rerun the same command" in out
   assert 0 < len(_losses(run)) < 24
 
-  rerun = subprocess.run(_main(run), cwd=REPO, env=env, capture_output=True, text=True)
+  rerun = subprocess.run(simclr_quick_command(run), cwd=REPO, env=env, capture_output=True, text=True)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resumed from" in rerun.stdout
   # Same data order and RNG after the resume: the loss curve equals the uninterrupted one, bitwise.
@@ -126,5 +103,5 @@ def test_non_finite_loss_stops_the_run_and_is_never_applied(tmp_path):
     train.train_and_evaluate(config, str(tmp_path), mesh)
   assert not (tmp_path / "eval" / "final.json").exists()
   if (tmp_path / "checkpoints").exists() and os.listdir(tmp_path / "checkpoints"):
-    saved = checkpoint.load_params(str(tmp_path))
+    _, saved = checkpoint.load_params(str(tmp_path))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved["params"]))

@@ -53,7 +53,8 @@ def _resize_matrix(in_size, out_size):
 
 
 def preprocess(images: np.ndarray, image_size: int) -> np.ndarray:
-  """uint8 (N, H, W, C in {1, 3}) -> uint8 (N, image_size, image_size, 3).
+  """uint8 (N, H, W, C in {1, 3}) -> uint8 (N, image_size, image_size, 3); float images in
+  [0, 1] stay float32 (not rounded).
 
   Bilinear resize as two matrix products over the whole batch (separable filter; equal to
   jax.image.resize(..., "bilinear", antialias=True) up to rounding), done before the grayscale
@@ -63,7 +64,8 @@ def preprocess(images: np.ndarray, image_size: int) -> np.ndarray:
   if (h, w) != (image_size, image_size):
     rows, cols = _resize_matrix(h, image_size), _resize_matrix(w, image_size)
     out = np.einsum("yh,nhwc,xw->nyxc", rows, images.astype(np.float32), cols, optimize=True)
-    images = np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    images = (np.clip(np.rint(out), 0, 255).astype(np.uint8) if images.dtype == np.uint8
+              else np.clip(out, 0.0, 1.0))
   if c == 1:
     images = np.repeat(images, 3, axis=-1)
   return images

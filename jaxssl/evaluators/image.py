@@ -4,6 +4,8 @@ It loads `eval.num_train` labelled training images (kNN bank / probe training se
 `eval.num_test` held-out test images once, embeds them with the method's `embed` (sharded over
 the mesh like training), and returns a flat dict `name -> number`. Baselines use the same code
 path: a randomly initialised encoder (suffix "/random_init") and the raw pixels ("/raw_pixels").
+A method that also classifies (`classify(params, model_state, images)` -> logits, e.g. finetune)
+gets classifier/top1: its own head's accuracy on the held-out images.
 """
 import jax
 import numpy as np
@@ -24,6 +26,8 @@ class Evaluator:
     self.class_names = train_source.class_names
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
     self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh))
+    self._classify = (jax.jit(method.classify, out_shardings=sharding.replicated(mesh))
+                      if hasattr(method, "classify") else None)
 
   def features(self, params, model_state, images):
     """(N, D) float32 host features of uint8 images (N, H, W, 3)."""
@@ -48,8 +52,13 @@ class Evaluator:
     if plots_dir:
       plots.embedding_scatter(f"{plots_dir}/embeddings.png", test_features, self.test["label"],
                               self.class_names, "held-out image features")
-    return self._scores(self.features(params, model_state, self.train["image"]), test_features,
-                        suffix)
+    scores = self._scores(self.features(params, model_state, self.train["image"]), test_features,
+                          suffix)
+    if self._classify is not None:
+      logits = batching.apply_in_batches(lambda b: self._classify(params, model_state, b["image"]),
+                                         {"image": self.test["image"]}, self.mesh, self.batch_size)
+      scores[f"classifier/top1{suffix}"] = float(np.mean(logits.argmax(-1) == self.test["label"]))
+    return scores
 
   def input_baselines(self):
     """The same metrics on raw pixels."""

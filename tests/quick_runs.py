@@ -1,0 +1,31 @@
+"""A finished SimCLR quick run, shared by the resume tests and the pretrained-model tests."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def simclr_quick_command(workdir, *extra):
+  """The command of the shared run: 24 steps, a checkpoint every 4 (the last 3 kept)."""
+  return [sys.executable, "-m", "jaxssl.main", "--config=configs/simclr.py:quick",
+          f"--workdir={workdir}", "--config.total_steps=24", "--config.ckpt_every=4",
+          "--config.log_every=1", "--config.eval.baselines=False", *extra]
+
+
+@pytest.fixture(scope="session")
+def simclr_quick_run(tmp_path_factory):
+  """(workdir of a finished, never interrupted run; env with the compilation cache it filled).
+
+  Tests may read the workdir, not change it. The runs that share the cache compile the same
+  step: every run after the first skips the compile (~50 s -> ~15 s each on 2 cores)."""
+  root = tmp_path_factory.mktemp("simclr_quick")
+  env = dict(os.environ, PYTHONUNBUFFERED="1",
+             JAX_COMPILATION_CACHE_DIR=str(root / "compilation_cache"),
+             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  subprocess.run(simclr_quick_command(root / "run"), cwd=REPO, env=env, check=True,
+                 capture_output=True)
+  return root / "run", env
