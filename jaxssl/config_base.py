@@ -30,6 +30,7 @@ def base_config():
   c.compute_dtype = "float32"  # accelerator variants set bfloat16
   c.init_from = ""  # a workdir whose encoder initialises this run (probes, fine-tuning)
   c.nan_policy = "stop"  # "stop": fail naming the step; "skip": drop the update and go on
+  c.overwrite = False  # a workdir holding a run of another config: delete it (else refuse)
   # How images in [0, 1] become model inputs (jaxssl.augment.model_input): "fixed" maps to [-1, 1];
   # "per_image" standardises each image's channels over its pixels, which removes its global
   # brightness, contrast and colour cast (instance cues that small synthetic datasets offer).
@@ -47,6 +48,9 @@ def base_config():
   c.data.num_test = 2_000
   c.data.seed = 0  # procedural datasets: the generated data, independent of the training seed
   c.data.num_workers = 0  # grain worker processes; 0 = a prefetch thread in this process
+  # A record that cannot be decoded: "skip" (replaced by the next good one, counted in the logs)
+  # or "strict" (stop, naming the record).
+  c.data.bad_records = "skip"
   # Clip geometry of the video datasets (avshapes generates it; av_records must match it).
   c.data.num_frames = 8
   c.data.fps = 8.0
@@ -83,7 +87,8 @@ def base_config():
 # Keys a resumed run may change: they affect the schedule of side effects, the layout over devices
 # or the evaluation, never the trained numbers up to the restored step.
 RESUMABLE_PREFIXES = ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints",
-                      "nan_policy", "init_from", "mesh.", "eval.", "data.num_workers")
+                      "nan_policy", "init_from", "mesh.", "eval.", "data.num_workers",
+                      "data.bad_records", "overwrite")
 
 
 def _flatten(tree, prefix=""):
@@ -136,6 +141,8 @@ def validate(config, num_devices, num_processes=1):
                      f"choose one of {', '.join(INPUT_NORMS)}")
   if config.nan_policy not in ("stop", "skip"):
     raise ValueError(f"config.nan_policy={config.nan_policy!r}: use stop or skip")
+  if config.data.bad_records not in ("skip", "strict"):
+    raise ValueError(f"config.data.bad_records={config.data.bad_records!r}: use skip or strict")
   from jaxssl import evaluators  # Imports jax: only validation needs it here.
   evaluators.get(config.eval.name)
   if config.dataset in VIDEO_DATASETS and config.eval.name == "image":

@@ -40,9 +40,11 @@ def _config_arg(argv):
 
 
 def main(argv):
+  from jaxssl import workdir
   try:
     _main(argv)
-  except FileNotFoundError as e:  # A wrong path (workdir, checkpoint, data): one line, no traceback.
+  except (FileNotFoundError, PermissionError, workdir.WorkdirInUse) as e:
+    # A wrong path (workdir, checkpoint, data) or a busy workdir: one line, no traceback.
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 
@@ -81,7 +83,9 @@ def _parse_flags(argv):
   except (flags.Error, AttributeError, KeyError) as e:
     message = str(e.args[0] if e.args else e)
     message = message.strip().splitlines()[-1] if "Traceback" in message else message
-    message = message.replace("\\n", " ").replace("\n", " ").replace("\\'", "'").strip("'\" ")
+    message = message.replace("\\n", " ").replace("\n", " ").replace("\\'", "'").strip()
+    if len(message) > 1 and message[0] == message[-1] and message[0] in "'\"":
+      message = message[1:-1]  # The repr quotes of a KeyError's message.
     if isinstance(e, (AttributeError, KeyError)):  # ml_collections: unknown key, with "Did you mean"
       message = f"unknown config key {message}"
     print(f"error: {message}", file=sys.stderr)

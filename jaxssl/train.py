@@ -8,7 +8,6 @@ at step s is a function of (data seed, s) and the step's RNG is fold_in(seed, s)
 repeats an uninterrupted one exactly.
 """
 import collections
-import json
 import os
 import signal
 import time
@@ -18,8 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from jaxssl import (checkpoint, config_base, evaluators, methods, optim, pretrained, reporting,
-                    sharding)
+from jaxssl import checkpoint, evaluators, methods, optim, pretrained, reporting, sharding
+from jaxssl import workdir as workdir_lib
 from jaxssl.data import pipeline, sources
 
 
@@ -27,14 +26,16 @@ class Preempted(SystemExit):
   """Raised after a SIGTERM once the checkpoint is written; exit code 143 (= 128 + SIGTERM)."""
 
 
-def _device_batches(iterator, mesh):
+def _device_batches(iterator, mesh, counts):
   """Yields (iterator state just after this batch, global batch), with the next batch already in
   flight to the devices so host loading and the device step overlap. The state is the one a
-  checkpoint taken after training on this batch must hold: it points at the following batch."""
+  checkpoint taken after training on this batch must hold: it points at the following batch.
+  counts["bad_records"] adds up the corrupt records the loader replaced (host side only)."""
   queue = collections.deque()
 
   def put():
     local = next(iterator)
+    counts["bad_records"] += int(local.pop("bad_records").sum())
     state = iterator.get_state()
     queue.append((state, {k: jax.make_array_from_process_local_data(
         sharding.batch_sharding(mesh, v.ndim), v) for k, v in local.items()}))
@@ -146,7 +147,7 @@ def _setup(config, workdir, mesh) -> _Run:
 def _baselines(config, workdir, run):
   """The random-init and raw-input metrics, computed once per workdir (eval/baselines.json)."""
   path = os.path.join(workdir, "eval", "baselines.json")
-  baselines = _read_json(path) or {}
+  baselines = workdir_lib.read_json(path) or {}
   if config.eval.baselines and not baselines:
     # The random-init baseline is the very encoder training starts from (init is a pure function
     # of the seed), so it can be recomputed after a resume.
@@ -160,9 +161,17 @@ def _baselines(config, workdir, run):
 
 
 def train_and_evaluate(config, workdir, mesh):
+  """Trains (or resumes) the run in `workdir`, evaluates it; returns the final metrics."""
+  lock = workdir_lib.claim(config, workdir, "train")
+  try:
+    return _train_and_evaluate(config, workdir, mesh)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _train_and_evaluate(config, workdir, mesh):
   name = config.method
-  os.makedirs(workdir, exist_ok=True)
-  _refuse_other_config(config, workdir)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=1, sort_keys=True))
@@ -180,7 +189,7 @@ def train_and_evaluate(config, workdir, mesh):
   # Every process decides from what was on disk at start (only process 0 writes), so all of them
   # take the same branches and run the same collective computations.
   final_path = os.path.join(workdir, "eval", "final.json")
-  final = _read_json(final_path)
+  final = workdir_lib.read_json(final_path)
   if final is not None and final.get("step") != config.total_steps:
     final = None  # written for another total_steps (the config was extended): evaluate again
   baselines = _baselines(config, workdir, run)
@@ -190,7 +199,8 @@ def train_and_evaluate(config, workdir, mesh):
   if start_step < config.total_steps:
     dataset = pipeline.train_dataset(
         run.train_source, global_batch=config.batch_size, seed=config.seed, image_size=config.data.image_size,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        bad_records=config.data.bad_records)
     iterator = pipeline.train_iterator(dataset, start_step=0, num_workers=config.data.num_workers)
     if data_state is not None:
       iterator.set_state(data_state)
@@ -202,7 +212,8 @@ def train_and_evaluate(config, workdir, mesh):
     previous_handler = signal.signal(signal.SIGTERM, lambda *_: preempted.append(True))
     pending_metrics = None
     t_compile = time.time()
-    batches = _device_batches(iterator, mesh)
+    counts = {"bad_records": 0}
+    batches = _device_batches(iterator, mesh, counts)
     for step in range(start_step + 1, config.total_steps + 1):
       data_state, batch = next(batches)
       state, metrics = train_step(state, batch)
@@ -213,6 +224,8 @@ def train_and_evaluate(config, workdir, mesh):
       if step % config.log_every == 0 or step == config.total_steps:
         host_metrics = jax.device_get(metrics)
         _check_finite(state, config.nan_policy, host_metrics)
+        if counts["bad_records"]:  # Corrupt records skipped by this process so far.
+          host_metrics = {**host_metrics, "bad_records": counts["bad_records"]}
         reporter.log_train(step, host_metrics, config.batch_size)
       if step % config.ckpt_every == 0 or step == config.total_steps or preempted:
         _check_finite(state, config.nan_policy, jax.device_get(pending_metrics))
@@ -249,11 +262,19 @@ def evaluate_workdir(config, workdir, mesh, eval_step=""):
   eval_step: "" (the latest checkpoint), a step number, or "all" (every kept checkpoint). Each
   evaluated step gets eval/step_<N>.json; eval/final.json is rewritten with the newest of them,
   exactly as the end of training writes it (figures under plots/ included)."""
-  _refuse_other_config(config, workdir)
+  if not workdir_lib.has_checkpoints(workdir):
+    raise FileNotFoundError(f"--mode=eval: no checkpoint under {workdir}; train first")
+  lock = workdir_lib.claim(config, workdir, "eval")
+  try:
+    return _evaluate_workdir(config, workdir, mesh, eval_step)
+  finally:
+    if lock:
+      lock.release()
+
+
+def _evaluate_workdir(config, workdir, mesh, eval_step):
   run = _setup(config, workdir, mesh)
   steps = run.ckpt.all_steps()
-  if not steps:
-    raise FileNotFoundError(f"--mode=eval: no checkpoint under {run.ckpt.directory}; train first")
   if eval_step == "all":
     chosen = steps
   elif eval_step:
@@ -276,25 +297,6 @@ def evaluate_workdir(config, workdir, mesh, eval_step=""):
   run.ckpt.close()
   reporting.print_table(results)
   return results
-
-
-def _refuse_other_config(config, workdir):
-  """Resuming a workdir with another config would silently mix two runs: fail, naming the keys."""
-  saved = _read_json(os.path.join(workdir, "config.json"))
-  ckpt_dir = os.path.join(workdir, "checkpoints")
-  if saved is None or not (os.path.isdir(ckpt_dir) and any(d.isdigit() for d in os.listdir(ckpt_dir))):
-    return
-  diffs = config_base.resume_differences(saved, config)
-  if diffs:
-    raise ValueError(f"workdir {workdir} holds a run with another config ({'; '.join(diffs)}). "
-                     "Use a new --workdir, or rerun with that run's config to resume it.")
-
-
-def _read_json(path):
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def _is_encoder(name):

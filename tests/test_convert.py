@@ -11,8 +11,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxssl import config_base, sharding, train
-from jaxssl.data import av_records, convert, pipeline, sources
+from jaxssl import config_base, reporting, sharding, train
+from jaxssl.data import CorruptRecord, av_records, convert, pipeline, sources
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The clip geometry of configs/mmv.py:quick, so the converted clips train with it unchanged.
@@ -181,12 +181,51 @@ def test_bad_inputs_name_the_file(files, tmp_path):
     av_records.AVRecordsSource(str(tmp_path / "nowhere"), "train")
 
 
+def _replace_record(data_dir, split, index, payload):
+  """Rewrites the shard holding record `index` of `split` with `payload` in its place."""
+  from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+  meta = av_records.read_metadata(str(data_dir))
+  (name,) = meta["splits"][split]["files"]  # One shard (records_per_shard default).
+  path = os.path.join(data_dir, name)
+  reader = ArrayRecordReader(path)
+  records = reader.read_all()
+  reader.close()
+  records[index] = payload
+  writer = ArrayRecordWriter(path, "group_size:1")
+  for record in records:
+    writer.write(record)
+  writer.close()
+
+
+def test_corrupt_records_are_named_then_skipped_or_fatal(files, tmp_path):
+  convert.convert(str(files / "clips.jsonl"), str(tmp_path), **GEOMETRY)
+  good = av_records.AVRecordsSource(str(tmp_path), "train")[2]
+  _replace_record(tmp_path, "train", 0, b"\x00garbage")
+  wrong_shape = av_records.encode_record(good["video"][:2], good["audio"], good["text"], 0)
+  _replace_record(tmp_path, "train", 1, wrong_shape)
+  source = av_records.AVRecordsSource(str(tmp_path), "train")
+  with pytest.raises(CorruptRecord, match="record 0 of av_records/train is corrupt: not an .npz archive"):
+    source[0]
+  with pytest.raises(CorruptRecord, match=r"record 1 .* video \(2, 16, 16, 3\) \(expected \(4,"):
+    source.get_batch([2, 1])
+  with pytest.raises(CorruptRecord, match="record 0"):
+    pipeline.read_records(source, [2, 0], "strict")
+  # skip: each corrupt record is replaced by the next one that decodes (index 2 here).
+  batch, bad = pipeline.read_records(source, [2, 0, 1], "skip")
+  assert bad.tolist() == [False, True, True]
+  for k in batch:
+    assert all(np.array_equal(batch[k][i], good[k]) for i in range(3)), k
+  assert len(pipeline.load_arrays(source, image_size=16)["video"]) == 1  # Eval drops them.
+
+
 @pytest.mark.slow
 def test_mmv_trains_a_few_steps_on_converted_files(files, tmp_path):
-  """The acceptance check of the real-file path: configs/mmv.py:quick on converted clips."""
+  """The acceptance check of the real-file path: configs/mmv.py:quick on converted clips, one
+  of which is corrupt: it is skipped and the count logged."""
   from configs import mmv as mmv_config
   data_dir = tmp_path / "records"
   convert.convert(str(files / "clips.jsonl"), str(data_dir), **GEOMETRY)
+  _replace_record(data_dir, "train", 1, b"\x00garbage")
   config = mmv_config.get_config("quick")
   config.dataset, config.data.data_dir = "av_records", str(data_dir)
   config.total_steps, config.log_every, config.ckpt_every = 3, 1, 3
@@ -199,3 +238,5 @@ def test_mmv_trains_a_few_steps_on_converted_files(files, tmp_path):
               "linear/audio/top1"):
     assert 0.0 <= final[key] <= 1.0, key
   assert (tmp_path / "run" / "plots" / "retrievals.png").exists()
+  logged = [r.get("bad_records", 0) for r in reporting.read_jsonl(tmp_path / "run" / "metrics.jsonl")]
+  assert logged[0] > 0 and logged == sorted(logged)  # A running count, one per replaced record.

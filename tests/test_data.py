@@ -75,7 +75,8 @@ def test_avshapes_through_the_registry_and_the_pipeline():
   assert "avshapes/train: 40 records, video (4, 32, 32, 3), audio 2000 @ 4000 Hz, 2 captions x 20" \
       in sources.describe(train)
   whole = pipeline.train_dataset(train, global_batch=8, seed=0, image_size=32)[3]
-  assert set(whole) == {"video", "audio", "text", "label", "motion", "index"}
+  assert set(whole) == {"video", "audio", "text", "label", "motion", "index", "bad_records"}
+  assert not whole["bad_records"].any()  # Procedural clips always decode.
   assert whole["video"].shape == (8, 4, 32, 32, 3) and whole["video"].dtype == np.uint8
   assert whole["audio"].shape == (8, 2000) and whole["audio"].dtype == np.float32
   assert whole["text"].shape == (8, 2, 20) and whole["text"].dtype == np.int32

@@ -59,6 +59,28 @@ def test_video_encoder_mixes_frames_within_a_clip_only(tiny_video):
   np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)
 
 
+def test_3d_stem_is_a_conv_over_neighbouring_frames():
+  enc = video.VideoEncoder(depth=10, width=8, stem="small", stem_frames=3)
+  x = jax.random.uniform(jax.random.key(1), (2, 4, 16, 16, 3))
+  variables = nn.unbox(enc.init(jax.random.key(0), x, train=False))
+  kernel = variables["params"]["tsm_resnet"]["stem_conv"]["kernel"]
+  assert kernel.shape == (3, 3, 3, 3, 8)  # (time, height, width, in, out)
+  # Its output at frame t is the numpy sum over frames t-1..t+1 (zero past the clip's ends).
+  _, state = enc.apply(variables, x, train=False, capture_intermediates=True)
+  (got,) = state["intermediates"]["tsm_resnet"]["stem_conv"]["__call__"]
+  got = np.asarray(got)
+  padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
+  want = np.zeros_like(got)
+  for dt in range(3):
+    for dy in range(3):
+      for dx in range(3):
+        window = padded[:, dt:dt + 4, dy:dy + 16:2, dx:dx + 16:2]
+        want += window @ np.asarray(kernel[dt, dy, dx])
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="stem_frames=3 needs clips"):
+    resnet.ResNet(10, 8, "small", stem_frames=3)
+
+
 def test_video_encoder_params_carry_logical_axis_names():
   enc = video.VideoEncoder(depth=10, width=8, stem="small")
   boxed = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)),

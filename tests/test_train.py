@@ -3,7 +3,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import jax
@@ -80,8 +79,10 @@ def test_killed_run_resumes_exactly(tmp_path, sig, simclr_quick_run):
       break
     time.sleep(0.05)
   proc.send_signal(sig)
+  sent = time.time()
   out = proc.communicate()[0].decode()
   assert proc.returncode != 0
+  assert time.time() - sent < 60  # SIGTERM: the checkpoint is written, then it exits promptly.
   if sig == signal.SIGTERM:
     assert "preempted" in out and "Rerun the same command" in out
   assert 0 < len(_losses(run)) < 24
@@ -89,19 +90,8 @@ def test_killed_run_resumes_exactly(tmp_path, sig, simclr_quick_run):
   rerun = subprocess.run(simclr_quick_command(run), cwd=REPO, env=env, capture_output=True, text=True)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "resumed from" in rerun.stdout
-  # Same data order and RNG after the resume: the loss curve equals the uninterrupted one, bitwise.
+  # Same data order and RNG after the resume: the loss curve and the final train state (params,
+  # optimizer moments, BatchNorm statistics, step) equal the uninterrupted run's, bitwise.
   assert _losses(run) == _losses(ref)
-
-
-@pytest.mark.slow
-def test_non_finite_loss_stops_the_run_and_is_never_applied(tmp_path):
-  # An absurd learning rate blows the parameters up after the first update: the guard must stop
-  # the run with a message naming the step, and no non-finite update may reach the state.
-  config = _quick(**{"optimizer.base_lr": 1e30, "optimizer.warmup_steps": 0, "log_every": 1})
-  mesh = sharding.make_mesh(dict(data=-1, fsdp=1, model=1), jax.devices()[:1])
-  with jax.set_mesh(mesh), pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step \d"):
-    train.train_and_evaluate(config, str(tmp_path), mesh)
-  assert not (tmp_path / "eval" / "final.json").exists()
-  if (tmp_path / "checkpoints").exists() and os.listdir(tmp_path / "checkpoints"):
-    _, saved = checkpoint.load_params(str(tmp_path))
-    assert all(np.isfinite(x).all() for x in jax.tree.leaves(saved["params"]))
+  (_, a), (_, b) = checkpoint.load_params(str(run)), checkpoint.load_params(str(ref))
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))

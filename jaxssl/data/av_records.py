@@ -16,7 +16,7 @@ import os
 
 import numpy as np
 
-from jaxssl.data import text
+from jaxssl.data import CorruptRecord, text
 
 FORMAT = "jaxssl.av_records/1"
 METADATA = "metadata.json"
@@ -37,6 +37,12 @@ def encode_record(video, audio, tokens, label) -> bytes:
 def decode_record(raw: bytes) -> dict:
   with np.load(io.BytesIO(raw), allow_pickle=False) as arrays:
     return {k: arrays[k] for k in _FIELDS}
+
+
+def _record_shapes(meta) -> dict:
+  s, t = meta["image_size"], meta["num_frames"]
+  return dict(video=(t, s, s, 3), audio=(int(round(t / meta["fps"] * meta["sample_rate"])),),
+              text=(meta["num_captions"], meta["max_caption_len"]), label=())
 
 
 def read_metadata(data_dir) -> dict:
@@ -86,6 +92,7 @@ class AVRecordsSource:
       raise FileNotFoundError(f"{data_dir}: shard files listed in {METADATA} are missing: "
                               f"{missing[:3]}")
     self._records = ArrayRecordDataSource(paths)
+    self._shapes = _record_shapes(meta)
     if len(self._records) != meta["splits"][split]["num_records"]:
       raise ValueError(f"{data_dir}: {split} shards hold {len(self._records)} records, "
                        f"{METADATA} says {meta['splits'][split]['num_records']}")
@@ -93,11 +100,26 @@ class AVRecordsSource:
   def __len__(self):
     return len(self._records)
 
+  def _decode(self, index, raw):
+    """The record's arrays, or CorruptRecord if they do not parse or have the wrong shapes."""
+    if not raw.startswith(b"PK"):  # np.load would take any other bytes for a pickle.
+      raise CorruptRecord(f"av_records/{self.split}", index, "not an .npz archive")
+    try:
+      record = decode_record(raw)
+    except Exception as e:  # zipfile, numpy and key errors all mean the same: unreadable bytes.
+      raise CorruptRecord(f"av_records/{self.split}", index, f"{type(e).__name__}: {e}") from None
+    wrong = [f"{k} {record[k].shape} (expected {shape})" for k, shape in self._shapes.items()
+             if record[k].shape != shape]
+    if wrong:
+      raise CorruptRecord(f"av_records/{self.split}", index, ", ".join(wrong))
+    return record
+
   def __getitem__(self, index):
-    return decode_record(self._records[int(index)])
+    return self._decode(int(index), self._records[int(index)])
 
   def get_batch(self, indices):
-    records = [decode_record(r) for r in self._records.__getitems__([int(i) for i in indices])]
+    indices = [int(i) for i in indices]
+    records = [self._decode(i, r) for i, r in zip(indices, self._records.__getitems__(indices))]
     return {k: np.stack([r[k] for r in records]) for k in _FIELDS}
 
   def class_prompts(self, num_per_class):

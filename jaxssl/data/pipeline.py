@@ -11,9 +11,12 @@ Host-side work is only what makes records stackable (grayscale -> RGB, resize to
 augmentation runs on device.
 """
 import functools
+import sys
 
 import grain
 import numpy as np
+
+from jaxssl.data import CorruptRecord
 
 # Element count of the training dataset: unbounded in practice (2**40 steps), yet a plain int
 # so `len()` and grain's index bookkeeping keep working.
@@ -71,13 +74,39 @@ def preprocess(images: np.ndarray, image_size: int) -> np.ndarray:
   return images
 
 
+def read_records(source, indices, bad_records="skip"):
+  """(source.get_batch(indices), bad (len(indices),) bool) with corrupt records handled per
+  `bad_records`: "strict" lets the CorruptRecord error (naming the record) through; "skip"
+  replaces each corrupt record by the next index (mod the source's size) that decodes, so a
+  batch keeps its size and still depends only on its indices, and flags it in `bad`."""
+  try:
+    return source.get_batch(indices), np.zeros(len(indices), bool)
+  except CorruptRecord:
+    if bad_records == "strict":
+      raise
+  records, bad = [], np.zeros(len(indices), bool)
+  for k, index in enumerate(indices):
+    for offset in range(len(source)):
+      try:
+        records.append(source[(int(index) + offset) % len(source)])
+        break
+      except CorruptRecord as e:
+        bad[k] = True
+        print(f"[data] skipped: {e}", file=sys.stderr, flush=True)
+    else:
+      raise ValueError(f"every record of {source.name}/{source.split} is corrupt")
+  return {key: np.stack([r[key] for r in records]) for key in records[0]}, bad
+
+
 def _load_slice(step, *, source, global_batch, seed, image_size, process_index,
-                process_count):
-  """This process's part of global batch `step`, as stacked numpy arrays."""
+                process_count, bad_records):
+  """This process's part of global batch `step`, as stacked numpy arrays, plus `bad_records`
+  (int32 (L,), 1 where a corrupt record was replaced; the loop counts and drops it)."""
   size = global_batch // process_count
   indices = global_batch_indices(step, global_batch=global_batch, num_records=len(source),
                                  seed=seed)[process_index * size:(process_index + 1) * size]
-  batch = dict(source.get_batch(indices), index=indices)
+  records, bad = read_records(source, indices, bad_records)
+  batch = dict(records, index=indices, bad_records=bad.astype(np.int32))
   # Image datasets come in mixed sizes and channel counts; other modalities (video, audio, text
   # of multimodal sources) are generated at their final shape and pass through unchanged.
   if "image" in batch:
@@ -86,7 +115,8 @@ def _load_slice(step, *, source, global_batch, seed, image_size, process_index,
 
 
 def train_dataset(source, *, global_batch: int, seed: int, image_size: int,
-                  process_index: int = 0, process_count: int = 1) -> grain.MapDataset:
+                  process_index: int = 0, process_count: int = 1,
+                  bad_records: str = "skip") -> grain.MapDataset:
   """Element s: dict(image uint8 (L, S, S, 3), label int32 (L,), index int64 (L,), plus any other
   fields the source's records carry (e.g. video, audio, text).
 
@@ -98,7 +128,7 @@ def train_dataset(source, *, global_batch: int, seed: int, image_size: int,
                      f"{process_count}")
   load = functools.partial(_load_slice, source=source, global_batch=global_batch, seed=seed,
                            image_size=image_size, process_index=process_index,
-                           process_count=process_count)
+                           process_count=process_count, bad_records=bad_records)
   return grain.MapDataset.range(_MAX_STEPS).map(load)
 
 
@@ -172,16 +202,19 @@ def train_iterator(dataset: grain.MapDataset, *, start_step: int = 0, num_worker
 
 
 def load_arrays(source, *, image_size: int, max_examples: int | None = None,
-                chunk: int = 4096) -> dict:
+                chunk: int = 4096, bad_records: str = "skip") -> dict:
   """The first `max_examples` records (all if None), every field stacked: image uint8 (N, S, S, 3)
   and label int32 (N,) for image sources; video, audio, text, label, ... for clip sources.
 
   For evaluators, with the same host preprocessing as training (images resized; other fields
-  as the source gives them); read in chunks so the float resize buffer stays small.
+  as the source gives them); read in chunks so the float resize buffer stays small. Corrupt
+  records are left out (or stop it, with bad_records="strict").
   """
   num = len(source) if max_examples is None else min(max_examples, len(source))
-  parts = [source.get_batch(np.arange(lo, min(lo + chunk, num))) for lo in range(0, num, chunk)]
-  arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+  parts = [read_records(source, np.arange(lo, min(lo + chunk, num)), bad_records)
+           for lo in range(0, num, chunk)]
+  good = np.concatenate([~bad for _, bad in parts])  # Corrupt records are left out here.
+  arrays = {k: np.concatenate([p[k] for p, _ in parts])[good] for k in parts[0][0]}
   if "image" in arrays:
     arrays["image"] = preprocess(arrays["image"], image_size)
   return arrays

@@ -205,7 +205,16 @@ def _digits(split):
 
 
 def get_source(name: str, split: str, data_config):
-  """Returns the `split` ('train' or 'test') source of dataset `name`; see module docstring."""
+  """Returns the `split` ('train' or 'test') source of dataset `name`; see module docstring.
+  An empty one is refused: it could only fail later, inside the input pipeline."""
+  source = _get_source(name, split, data_config)
+  if len(source) == 0:
+    raise ValueError(f"dataset {name!r} split {split!r} has no records; check "
+                     "--config.data.data_dir (or data.num_train / data.num_test)")
+  return source
+
+
+def _get_source(name: str, split: str, data_config):
   if split not in ("train", "test"):
     raise ValueError(f"split must be 'train' or 'test', got {split!r}")
   if name == "shapes":

@@ -20,8 +20,10 @@ class Evaluator:
   def __init__(self, config, method, mesh, train_source, test_source):
     self.config, self.mesh = config, mesh
     size = config.data.image_size
-    self.train = pipeline.load_arrays(train_source, image_size=size, max_examples=config.eval.num_train)
-    self.test = pipeline.load_arrays(test_source, image_size=size, max_examples=config.eval.num_test)
+    load = lambda source, num: pipeline.load_arrays(  # noqa: E731
+        source, image_size=size, max_examples=num, bad_records=config.data.bad_records)
+    self.train, self.test = load(train_source, config.eval.num_train), load(test_source,
+                                                                            config.eval.num_test)
     self.num_classes = train_source.num_classes
     self.class_names = train_source.class_names
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)

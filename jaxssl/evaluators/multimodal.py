@@ -44,14 +44,16 @@ class Evaluator:
     self.modalities = tuple(getattr(method, "modalities", ("video", "audio", "text")))
     size = config.data.image_size
     self.test = pipeline.load_arrays(test_source, image_size=size,
-                                     max_examples=config.eval.num_test)
+                                     max_examples=config.eval.num_test,
+                                     bad_records=config.data.bad_records)
     self.num_classes = test_source.num_classes
     self.class_names = test_source.class_names
     self.tokenizer = test_source.tokenizer
     self.train = None
     if self.num_classes:  # Probes need labels; converted data may have none.
       train = pipeline.load_arrays(train_source, image_size=size,
-                                   max_examples=config.eval.num_train)
+                                   max_examples=config.eval.num_train,
+                                   bad_records=config.data.bad_records)
       self.train = {k: train[k] for k in ("video", "audio", "label") if k in train}
     self.prompts = self.prompt_class = None
     if self.num_classes and hasattr(test_source, "class_prompts"):

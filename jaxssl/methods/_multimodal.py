@@ -5,7 +5,7 @@ configs/milnce.py):
   data.{image_size, num_frames, fps, sample_rate, num_captions, max_caption_len, vocab_size}
       the clips' shapes: video uint8 (B, num_frames, image_size, image_size, 3), audio float32
       (B, round(num_frames / fps * sample_rate)), text int32 (B, num_captions, max_caption_len).
-  video.{depth, width, stem, zero_init_residual}   TSM-ResNet (jaxssl.models.video).
+  video.{depth, width, stem, zero_init_residual, stem_frames}   TSM-ResNet (jaxssl.models.video).
   audio.{depth, width, stem, zero_init_residual, num_mel_bins, frame_length, frame_step,
          lower_hz, upper_hz}           log-mel + 2D ResNet (jaxssl.models.audio).
   text.{word_dim, sentence_dim}        word embedding + MMV's text head (jaxssl.models.text).
@@ -53,9 +53,12 @@ def add_config(c, arg):
   # CPU: the ResNet-10 of the image configs, per frame (TSM) and on the spectrogram. 32 ms
   # frames every 16 ms resolve the class pitches (3.2 semitones apart from 150 Hz) in 40 bands.
   # Adam moves a zero-initialised residual scale by ~lr per step, which stalls short runs
-  # (jaxssl.models.resnet), so the CPU encoders start with every block's branch on.
+  # (jaxssl.models.resnet), so the CPU encoders start with every block's branch on. The video
+  # stem is a 3x3x3 conv over neighbouring frames: motion is then seen from the first layer
+  # (supervised motion probe after 60 steps: 0.72 -> 0.77; MMV video features after 150-300
+  # steps: motion 0.25 -> 0.33).
   c.video = ml_collections.ConfigDict(dict(depth=10, width=16, stem="small",
-                                           zero_init_residual=False))
+                                           zero_init_residual=False, stem_frames=3))
   c.audio = ml_collections.ConfigDict(dict(depth=10, width=16, stem="small", num_mel_bins=40,
                                            frame_length=256, frame_step=128, lower_hz=80.0,
                                            upper_hz=4000.0, zero_init_residual=False))
@@ -83,7 +86,8 @@ def add_config(c, arg):
     c.data.update(dict(num_frames=32, fps=10.0, image_size=200, sample_rate=48_000,
                        num_captions=5, max_caption_len=16, vocab_size=66_250, num_workers=32))
     # TSM-ResNet50; zero-initialised residual scales for the 4096-clip batch's warm-up.
-    c.video.update(dict(depth=50, width=64, stem="imagenet", zero_init_residual=True))
+    c.video.update(dict(depth=50, width=64, stem="imagenet", zero_init_residual=True,
+                        stem_frames=1))
     c.audio.update(dict(depth=50, width=64, stem="imagenet", zero_init_residual=True,
                         num_mel_bins=80, frame_length=2048, frame_step=1024, lower_hz=80.0,
                         upper_hz=7600.0))
@@ -103,7 +107,7 @@ def audio_length(data_config) -> int:
 def video_encoder(config):
   v = config.video
   return VideoEncoder(v.depth, v.width, v.stem, jnp.dtype(config.compute_dtype),
-                      zero_init_residual=v.zero_init_residual)
+                      zero_init_residual=v.zero_init_residual, stem_frames=v.stem_frames)
 
 
 def audio_encoder(config):
