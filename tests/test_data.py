@@ -11,7 +11,7 @@ import PIL.Image
 import pytest
 from etils import epath
 
-from jaxssl.data import pipeline, shapes, sources
+from jaxssl.data import CorruptRecord, pipeline, shapes, sources
 
 
 def _config(**overrides):
@@ -295,3 +295,22 @@ def test_tfds_source(tmp_path):
   assert len(sources.get_source("tfds", "test", config)) == 4
   with pytest.raises(FileNotFoundError, match="not_a_dataset"):
     sources.get_source("tfds", "train", _config(data_dir=str(tmp_path), tfds_name="not_a_dataset"))
+  # A record whose bytes do not parse: named, then skipped (replaced by the next one) or fatal.
+  from array_record.python.array_record_module import ArrayRecordReader, ArrayRecordWriter
+  (shard,) = (tmp_path / "jaxssl_tiny_images" / "1.0.0").glob("*train.array_record*")
+  reader = ArrayRecordReader(str(shard))
+  records = reader.read_all()
+  reader.close()
+  records[3] = b"\x00not a tf.Example"
+  writer = ArrayRecordWriter(str(shard), "group_size:1")
+  for r in records:
+    writer.write(r)
+  writer.close()
+  source = sources.get_source("tfds", "train", config)
+  with pytest.raises(CorruptRecord, match="record 3 of jaxssl_tiny_images/train is corrupt"):
+    source.get_batch([2, 3])
+  with pytest.raises(CorruptRecord, match="record 3"):
+    pipeline.read_records(source, [3], "strict")
+  batch, bad = pipeline.read_records(source, [2, 3], "skip")
+  assert bad.tolist() == [False, True]
+  np.testing.assert_array_equal(batch["image"][1], source[4]["image"])

@@ -26,7 +26,7 @@ import zlib
 
 import numpy as np
 
-from jaxssl.data import av_records, avshapes, shapes
+from jaxssl.data import CorruptRecord, av_records, avshapes, shapes
 
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal",
@@ -125,15 +125,27 @@ class TfdsSource:
   def __len__(self):
     return len(self._source)
 
-  def _convert(self, record):
-    return dict(image=np.asarray(record[self.image_key], np.uint8),
-                label=np.int32(record[self.label_key]))
+  def _convert(self, index, record):
+    image = np.asarray(record[self.image_key], np.uint8)
+    if image.shape != self.image_shape:
+      raise CorruptRecord(f"{self.name}/{self.split}", index,
+                          f"image {image.shape}, expected {self.image_shape}")
+    return dict(image=image, label=np.int32(record[self.label_key]))
 
   def __getitem__(self, index):
-    return self._convert(self._source[int(index)])
+    try:
+      record = self._source[int(index)]
+    except Exception as e:  # Decoding errors come in many types (proto, PNG/JPEG, ...).
+      raise CorruptRecord(f"{self.name}/{self.split}", index,
+                          f"{type(e).__name__}: {e}") from None
+    return self._convert(index, record)
 
   def get_batch(self, indices):
-    records = [self._convert(r) for r in self._source.__getitems__([int(i) for i in indices])]
+    try:
+      raw = self._source.__getitems__([int(i) for i in indices])
+      records = [self._convert(i, r) for i, r in zip(indices, raw)]
+    except Exception:  # Find the record that failed, one at a time, for a precise error.
+      records = [self[i] for i in indices]
     return dict(image=np.stack([r["image"] for r in records]),
                 label=np.array([r["label"] for r in records], np.int32))
 
