@@ -68,6 +68,7 @@ def base_config():
   c.optimizer.b1 = 0.9
   c.optimizer.b2 = 0.999
   c.optimizer.grad_clip = 0.0  # 0 = off
+  c.optimizer.layer_decay = 1.0  # < 1: layer-wise learning-rate decay of a ViT (fine-tuning)
 
   c.eval = ml_collections.ConfigDict()
   # Module under jaxssl/evaluators/: "image" (kNN + linear probe of `embed`) or "multimodal"

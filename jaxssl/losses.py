@@ -288,3 +288,43 @@ def swav(scores_a, codes_b, temperature=0.1):
   _check_pair("swav", scores_a, codes_b)
   log_p = jax.nn.log_softmax(scores_a.astype(jnp.float32) / temperature, axis=-1)
   return jnp.mean(-jnp.sum(codes_b.astype(jnp.float32) * log_p, axis=-1))
+
+
+def mae_target(patches, norm_pix=True, channels=None):
+  """The reconstruction target of masked autoencoders, float32, same shape as patches (N, L, P).
+
+  norm_pix (MAE, He et al. CVPR 2022, "normalized pixels"): each patch minus its mean, divided by
+  sqrt(unbiased variance + 1e-6), the statistics over all P values of the patch.
+  channels=C (VideoMAE, Tong et al. NeurIPS 2022): each channel of each tubelet normalised
+  separately, (x - mean) / (unbiased std + 1e-6), P being laid out as (..., C). None: MAE's form.
+  """
+  target = patches.astype(jnp.float32)
+  if not norm_pix:
+    return target
+  if channels:
+    n, length, p = target.shape
+    t = target.reshape(n, length, p // channels, channels)
+    t = (t - t.mean(axis=2, keepdims=True)) / (jnp.sqrt(t.var(axis=2, ddof=1, keepdims=True))
+                                               + 1e-6)
+    return t.reshape(n, length, p)
+  mean = target.mean(axis=-1, keepdims=True)
+  return (target - mean) / jnp.sqrt(target.var(axis=-1, ddof=1, keepdims=True) + 1e-6)
+
+
+def mae(pred, target, mask, norm_pix=True, channels=None):
+  """MAE's loss: mean squared error per patch, averaged over the masked patches only.
+
+  pred, target: (N, L, P) predicted and true patches (pixels in the `patchify` order); mask
+  (N, L), 1 = masked (the only patches that count). The target goes through `mae_target`
+  (norm_pix, VideoMAE's per-channel form with `channels`); pred is compared as it is. With no
+  masked patch at all the loss is 0 (the reference code would divide by zero).
+  """
+  if pred.shape != target.shape or pred.ndim != 3 or mask.shape != pred.shape[:2]:
+    raise ValueError(f"mae expects pred and target (N, L, P) and mask (N, L), got "
+                     f"{pred.shape}, {target.shape}, {mask.shape}")
+  if channels and pred.shape[-1] % channels:
+    raise ValueError(f"mae: patch size {pred.shape[-1]} is not a multiple of {channels} channels")
+  target = mae_target(target, norm_pix, channels)
+  per_patch = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
+  mask = mask.astype(jnp.float32)
+  return jnp.sum(per_patch * mask) / jnp.maximum(jnp.sum(mask), 1.0)

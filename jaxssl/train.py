@@ -193,6 +193,8 @@ def _train_and_evaluate(config, workdir, mesh):
   if final is not None and final.get("step") != config.total_steps:
     final = None  # written for another total_steps (the config was extended): evaluate again
   baselines = _baselines(config, workdir, run)
+  # Figures are redrawn at every evaluation (process 0 writes them), the final one last.
+  plots_dir = os.path.join(workdir, "plots") if jax.process_index() == 0 else None
 
   # ---------------------------------------------------------------- training
   reporter = reporting.Reporter(workdir, config.total_steps, start_step, name)
@@ -231,7 +233,8 @@ def _train_and_evaluate(config, workdir, mesh):
         _check_finite(state, config.nan_policy, jax.device_get(pending_metrics))
         ckpt.save(step, state, data_state)
       if config.eval_every and step % config.eval_every == 0 and step < config.total_steps:
-        reporter.log_eval(step, evaluator.evaluate(state["params"], state["model_state"]))
+        reporter.log_eval(step, evaluator.evaluate(state["params"], state["model_state"],
+                                                   plots_dir=plots_dir))
       if preempted:
         ckpt.close()
         raise Preempted(f"[{name}] preempted (SIGTERM) at step {step}; checkpoint saved to "
@@ -244,7 +247,6 @@ def _train_and_evaluate(config, workdir, mesh):
 
   # ---------------------------------------------------------------- final evaluation
   if final is None:
-    plots_dir = os.path.join(workdir, "plots") if jax.process_index() == 0 else None
     results = evaluator.evaluate(state["params"], state["model_state"], plots_dir=plots_dir)
     reporter.log_eval(config.total_steps, results)
     final = {"step": config.total_steps, **results, **baselines}

@@ -8,10 +8,10 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import methods, optim, sharding, train
+from jaxssl import methods, sharding
 from jaxssl.data import avshapes
 from jaxssl.methods import _multimodal
-from sharded_loss import loss_metrics_grads
+from sharded_loss import loss_metrics_grads, trace_train_step
 
 CONFIGS = {"mmv": mmv, "milnce": milnce}
 
@@ -40,12 +40,7 @@ def abstract_batch(config):
 def test_full_config_traces_one_train_step(name):
   config = CONFIGS[name].get_config("full")
   method = build(config)
-  tx, schedule = optim.make_optimizer(config.optimizer, config.batch_size, config.total_steps)
-  mesh = sharding.make_mesh(dict(data=1, fsdp=1, model=1), jax.devices()[:1])
-  _, abstract_state, state_sh = train.create_state(method, tx, mesh, config.seed)
-  step = train.make_train_step(method, tx, schedule, state_sh, mesh, config.seed)
-  with jax.set_mesh(mesh):
-    new_state, metrics = jax.eval_shape(step, abstract_state, abstract_batch(config))
+  abstract_state, new_state, metrics = trace_train_step(method, config, abstract_batch(config))
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
       lambda a: (a.shape, a.dtype), abstract_state)
   assert metrics["loss"].shape == () and "probe_acc" in metrics

@@ -5,7 +5,8 @@ It loads `eval.num_train` labelled training images (kNN bank / probe training se
 the mesh like training), and returns a flat dict `name -> number`. Baselines use the same code
 path: a randomly initialised encoder (suffix "/random_init") and the raw pixels ("/raw_pixels").
 A method that also classifies (`classify(params, model_state, images)` -> logits, e.g. finetune)
-gets classifier/top1: its own head's accuracy on the held-out images.
+gets classifier/top1: its own head's accuracy on the held-out images. A masked autoencoder
+(`reconstruct(params, model_state, images)`) gets plots/reconstructions.png at every evaluation.
 """
 import jax
 import numpy as np
@@ -30,6 +31,8 @@ class Evaluator:
     self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh))
     self._classify = (jax.jit(method.classify, out_shardings=sharding.replicated(mesh))
                       if hasattr(method, "classify") else None)
+    self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))
+                         if hasattr(method, "reconstruct") else None)
 
   def features(self, params, model_state, images):
     """(N, D) float32 host features of uint8 images (N, H, W, 3)."""
@@ -49,11 +52,15 @@ class Evaluator:
 
   def evaluate(self, params, model_state, suffix="", plots_dir=None):
     """Metrics of the model (params, model_state); with plots_dir, also a scatter of its
-    held-out features coloured by class (plots_dir/embeddings.png)."""
+    held-out features coloured by class (plots_dir/embeddings.png) and reconstructions."""
     test_features = self.features(params, model_state, self.test["image"])
     if plots_dir:
       plots.embedding_scatter(f"{plots_dir}/embeddings.png", test_features, self.test["label"],
                               self.class_names, "held-out image features")
+      if self._reconstruct is not None:
+        plots.reconstruction_figure(f"{plots_dir}/reconstructions.png",
+                                    lambda x: self._reconstruct(params, model_state, x),
+                                    self.test["image"], self.mesh)
     scores = self._scores(self.features(params, model_state, self.train["image"]), test_features,
                           suffix)
     if self._classify is not None:

@@ -21,8 +21,9 @@ Metrics over the `eval.num_test` held-out clips (caption 0 of each clip is its t
 Baselines: the same numbers for the randomly initialised model ("/random_init", by calling
 `evaluate` with it) and linear probes of raw inputs ("/raw_input": video frames average-pooled
 to 8x8 pixels, the audio's log power in 64 log-spaced bands).
-Figures (final evaluation): plots/retrievals.png (example text->video retrievals) and
-plots/embeddings.png (video features coloured by class).
+Figures: plots/retrievals.png (example text->video retrievals), plots/embeddings.png (video
+features coloured by class) and, for a masked autoencoder (`reconstruct(params, model_state,
+video)`, VideoMAE), plots/reconstructions.png.
 """
 import jax
 import numpy as np
@@ -64,6 +65,8 @@ class Evaluator:
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
     self._embed = jax.jit(lambda p, s, batch: method.embed_modalities(p, s, **batch),
                           out_shardings=sharding.replicated(mesh))
+    self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))
+                         if hasattr(method, "reconstruct") else None)
 
   def embed(self, params, model_state, arrays) -> dict:
     """{key: (N, D) float32} of embed_modalities over host arrays {video, audio, text}."""
@@ -99,6 +102,10 @@ class Evaluator:
         results[f"linear/{m}/top1"] = self._probe(train[f"{m}_features"], e[f"{m}_features"])
     if plots_dir:
       self._plots(plots_dir, e, t2v)
+      if self._reconstruct is not None:
+        plots.reconstruction_figure(f"{plots_dir}/reconstructions.png",
+                                    lambda x: self._reconstruct(params, model_state, x),
+                                    self.test["video"], self.mesh)
     return {k + suffix: v for k, v in results.items()}
 
   def _probe(self, train_features, test_features):

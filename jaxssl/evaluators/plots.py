@@ -1,11 +1,14 @@
-"""Evaluation figures: example retrievals and a 2-D map of embeddings coloured by class."""
+"""Evaluation figures: example retrievals, a 2-D map of embeddings coloured by class, and masked
+autoencoders' reconstructions."""
 import os
 
 import numpy as np
 
-from jaxssl.evaluators import retrieval
+from jaxssl.evaluators import batching, retrieval
 
 _FRAMES_PER_STRIP = 4
+_RECONSTRUCTION_EXAMPLES = 8
+RECONSTRUCTION_COLUMNS = ("input", "masked", "reconstruction")
 
 
 def _pyplot():
@@ -74,6 +77,38 @@ def embedding_scatter(path, features, labels, class_names, title):
     ax.scatter(xy[sel, 0], xy[sel, 1], s=6, color=cmap(c % cmap.N), label=name)
   ax.set(title=f"{title}: PCA, coloured by class", xlabel="PC 1", ylabel="PC 2")
   ax.legend(fontsize=7, markerscale=2, loc="best")
+  fig.tight_layout()
+  _save(fig, path)
+
+
+def reconstruction_figure(path, reconstruct, images, mesh):
+  """Draws `reconstruct` (a jitted method's: uint8 images or clips (B, ...) -> {column: float
+  images in [0, 1]} for RECONSTRUCTION_COLUMNS) on the first held-out examples."""
+  n = min(len(images), _RECONSTRUCTION_EXAMPLES)
+  out = batching.apply_in_batches(lambda b: reconstruct(b["image"]), {"image": images[:n]}, mesh,
+                                  batching.round_batch_size(n, mesh))
+  reconstructions(path, {k: (np.clip(out[k], 0, 1) * 255).round().astype(np.uint8)
+                         for k in RECONSTRUCTION_COLUMNS})
+
+
+def reconstructions(path, columns: dict):
+  """A grid of masked-autoencoder examples, one row per example and one column per entry of
+  `columns` (e.g. input | masked | reconstruction): uint8 images (N, H, W, 3) or clips
+  (N, T, H, W, 3), shown as frame strips."""
+  plt = _pyplot()
+  names, arrays = list(columns), [np.asarray(a) for a in columns.values()]
+  rows = len(arrays[0])
+  as_image = lambda x: frame_strip(x) if x.ndim == 4 else x  # noqa: E731
+  width = as_image(arrays[0][0]).shape[1] / as_image(arrays[0][0]).shape[0]
+  fig, axes = plt.subplots(rows, len(names), squeeze=False,
+                           figsize=(1.6 * width * len(names), 1.6 * rows))
+  for r in range(rows):
+    for c, (name, array) in enumerate(zip(names, arrays)):
+      ax = axes[r, c]
+      ax.imshow(as_image(array[r]), interpolation="nearest")
+      ax.set_xticks([]), ax.set_yticks([])
+      if r == 0:
+        ax.set_title(name, fontsize=9)
   fig.tight_layout()
   _save(fig, path)
 

@@ -2,7 +2,9 @@
 
 Besides the pooled features, the encoder can return every output token and can
 run on a subset of the patches (`ids_keep`), which is what MAE's encoder needs;
-`posemb_sincos_2d` and `Encoder` are public so that an MAE decoder can reuse them.
+`posemb_sincos` and `Encoder` are public so that an MAE decoder can reuse them.
+Clips (B, T, H, W, C) are cut into tubelets of `tubelet` frames x patch x patch
+(ViViT's tubelet embedding, VideoMAE's 2 x 16 x 16), tokens in (t, y, x) order.
 """
 from typing import Any
 
@@ -55,6 +57,25 @@ def posemb_sincos_2d(h: int, w: int, width: int,
   x = np.einsum("m,d->md", x.reshape(-1), omega)
   pe = np.concatenate([np.sin(x), np.cos(x), np.sin(y), np.cos(y)], axis=1)
   return jnp.asarray(pe[None], jnp.float32)
+
+
+def posemb_sincos(grid: tuple[int, ...], width: int) -> jax.Array:
+  """2D sin-cos embeddings for a (h, w) grid, 3D ones for a (t, h, w) grid of tubelets.
+
+  The 3D form extends MAE's 2D one: a third of the channels each encode t, y
+  and x (sin and cos at width/6 geometric frequencies); row-major token order.
+  """
+  if len(grid) == 2:
+    return posemb_sincos_2d(*grid, width)
+  if width % 6:
+    raise ValueError(f"width must be divisible by 6 for 3D sincos, got {width}")
+  t, y, x = np.mgrid[:grid[0], :grid[1], :grid[2]]
+  omega = 1. / 10_000.**(np.arange(width // 6) / (width // 6))
+  parts = []
+  for pos in (t, y, x):
+    angles = np.einsum("m,d->md", pos.reshape(-1), omega)
+    parts += [np.sin(angles), np.cos(angles)]
+  return jnp.asarray(np.concatenate(parts, axis=1)[None], jnp.float32)
 
 
 def _dense(features: int, names: tuple[str, str], dtype: Any,
@@ -154,10 +175,11 @@ class ViT(nn.Module):
     mlp_dim: hidden width of the MLPs; None means 4 * width.
     pool: "cls" (prepend a learned class token and return its output) or "gap"
       (no class token; mean of the output patch tokens).
-    posemb: "sincos2d" (fixed, as in MAE/big_vision) or "learn".
+    posemb: "sincos2d" (fixed, as in MAE/big_vision; 3D for clips) or "learn".
     dropout: dropout rate after the embeddings, attention and MLPs.
     dtype: compute dtype; parameters stay float32.
     remat: rematerialise each block (see `Encoder`).
+    tubelet: frames per token for clips (B, T, H, W, C); images ignore it.
   """
   patch_size: int = 16
   width: int = 768
@@ -169,6 +191,7 @@ class ViT(nn.Module):
   dropout: float = 0.
   dtype: Any = jnp.float32
   remat: bool = False
+  tubelet: int = 2
 
   def __post_init__(self):
     # Validate at construction so a bad config fails before any tracing.
@@ -182,45 +205,49 @@ class ViT(nn.Module):
   @nn.compact
   def __call__(self, x, train: bool, return_tokens: bool = False,
                ids_keep: jax.Array | None = None):
-    """Encodes images x of shape (B, H, W, C).
+    """Encodes images x of shape (B, H, W, C), or clips (B, T, H, W, C).
 
     Args:
-      x: float images, already normalised.
+      x: float images or clips, already normalised.
       train: enables dropout (needs a "dropout" rng when dropout > 0).
       return_tokens: also return all output tokens, (B, 1 + N, width) with the
         class token first for pool="cls", else (B, N, width).
-      ids_keep: optional (B, K) int indices into the row-major patch grid; only
+      ids_keep: optional (B, K) int indices into the row-major token grid; only
         those patches (with their position embeddings) enter the transformer,
         as MAE's encoder does with its visible patches.
 
     Returns:
       The pooled features (B, width), or (pooled, tokens) if return_tokens.
     """
-    p = self.patch_size
-    if x.shape[1] % p or x.shape[2] % p:
-      raise ValueError(f"image size {x.shape[1:3]} is not a multiple of "
+    p, video = self.patch_size, x.ndim == 5
+    if x.shape[-3] % p or x.shape[-2] % p:
+      raise ValueError(f"image size {x.shape[-3:-1]} is not a multiple of "
                        f"patch_size {p}")
+    if video and x.shape[1] % self.tubelet:
+      raise ValueError(f"{x.shape[1]} frames are not a multiple of tubelet "
+                       f"{self.tubelet}")
+    kernel = (self.tubelet, p, p) if video else (p, p)
     x = nn.Conv(
-        self.width, (p, p), strides=(p, p), padding="VALID",
+        self.width, kernel, strides=kernel, padding="VALID",
         dtype=self.dtype, param_dtype=jnp.float32,
         kernel_init=nn.with_logical_partitioning(
             nn.initializers.lecun_normal(),
-            ("conv_h", "conv_w", "conv_in", "conv_out")),
+            ("conv_t",) * video + ("conv_h", "conv_w", "conv_in", "conv_out")),
         bias_init=nn.with_logical_partitioning(
             nn.initializers.zeros, ("conv_out",)),
         name="embedding")(x)
-    b, h, w, c = x.shape
-    x = x.reshape(b, h * w, c)
+    b, *grid, c = x.shape
+    x = x.reshape(b, -1, c)
 
     if self.posemb == "sincos2d":
-      pos = posemb_sincos_2d(h, w, c)
+      pos = posemb_sincos(tuple(grid), c)
     else:
       pos = self.param(
           "pos_embedding",
           nn.with_logical_partitioning(
               nn.initializers.normal(stddev=1 / np.sqrt(c)),
               (None, None, "embed")),
-          (1, h * w, c), jnp.float32)
+          (1, x.shape[1], c), jnp.float32)
     # Cast so float32 embeddings do not promote a bfloat16 residual stream.
     x = x + pos.astype(x.dtype)
     if ids_keep is not None:
