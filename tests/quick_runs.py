@@ -17,15 +17,13 @@ def simclr_quick_command(workdir, *extra):
 
 @pytest.fixture(scope="session")
 def simclr_quick_run(tmp_path_factory):
-  """(workdir of a finished, never interrupted run; env with the compilation cache it filled).
+  """(workdir of a finished, never interrupted run; env for the runs that repeat it).
 
-  Tests may read the workdir, not change it. The runs that share the cache compile the same
-  step: every run after the first skips the compile (~50 s -> ~15 s each on 2 cores)."""
+  Tests may read the workdir, not change it. The runs share the session's compilation cache
+  (conftest.py): every run after the first loads the step instead of compiling it."""
   root = tmp_path_factory.mktemp("simclr_quick")
-  env = dict(os.environ, PYTHONUNBUFFERED="1",
-             JAX_COMPILATION_CACHE_DIR=str(root / "compilation_cache"),
-             JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-             JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
+  env = dict(os.environ, PYTHONUNBUFFERED="1")
+  assert env["JAXSSL_CACHE_DIR"]
   subprocess.run(simclr_quick_command(root / "run"), cwd=REPO, env=env, check=True,
                  capture_output=True)
   return root / "run", env

@@ -66,6 +66,11 @@ def test_train_checkpoint_evaluate_and_rerun_is_a_no_op(tmp_path, capsys):
   assert not config_base.resume_differences(json.load(open(tmp_path / "config.json")), extended)
 
 
+def test_runs_write_the_persistent_compilation_cache(simclr_quick_run):
+  # main.py points JAX's cache at $JAXSSL_CACHE_DIR (conftest.py: one directory per session).
+  assert os.listdir(os.environ["JAXSSL_CACHE_DIR"])
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_killed_run_resumes_exactly(tmp_path, sig, simclr_quick_run):
