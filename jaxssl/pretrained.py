@@ -89,9 +89,10 @@ def load_variables(path, step=None) -> tuple[int, dict]:
     if step is not None:
       raise ValueError(f"{path} is an export of one step; load it without step=")
     meta = _read_json(os.path.join(path, MODEL_FILE))
+    directory = os.path.abspath(os.path.join(path, VARIABLES_DIR))
     with ocp.StandardCheckpointer() as ckpt:
-      variables = ckpt.restore(os.path.abspath(os.path.join(path, VARIABLES_DIR)))
-    return meta["step"], jax.tree.map(np.asarray, variables)
+      target = checkpoint.host_target(ckpt.metadata(directory).item_metadata)
+      return meta["step"], ckpt.restore(directory, target)
   step, state = checkpoint.load_params(path, step)
   return step, {"params": state["params"], "model_state": state["model_state"]}
 

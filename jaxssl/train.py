@@ -26,7 +26,7 @@ class Preempted(SystemExit):
   """Raised after a SIGTERM once the checkpoint is written; exit code 143 (= 128 + SIGTERM)."""
 
 
-def _device_batches(iterator, mesh, counts):
+def device_batches(iterator, mesh, counts):
   """Yields (iterator state just after this batch, global batch), with the next batch already in
   flight to the devices so host loading and the device step overlap. The state is the one a
   checkpoint taken after training on this batch must hold: it points at the following batch.
@@ -215,7 +215,7 @@ def _train_and_evaluate(config, workdir, mesh):
     pending_metrics = None
     t_compile = time.time()
     counts = {"bad_records": 0}
-    batches = _device_batches(iterator, mesh, counts)
+    batches = device_batches(iterator, mesh, counts)
     for step in range(start_step + 1, config.total_steps + 1):
       data_state, batch = next(batches)
       state, metrics = train_step(state, batch)
