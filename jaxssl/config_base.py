@@ -36,7 +36,9 @@ def base_config():
   # brightness, contrast and colour cast (instance cues that small synthetic datasets offer).
   c.input_norm = "fixed"
 
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  # Device mesh (jaxssl.sharding): sizes of the data / fsdp / model axes (-1: the rest), or a
+  # preset by name: "dp", "fsdp" or "fsdp+tp" (--config.mesh.preset=fsdp).
+  c.mesh = ml_collections.ConfigDict(dict(preset="", data=-1, fsdp=1, model=1))
 
   c.data = ml_collections.ConfigDict()
   c.data.image_size = 32

@@ -5,6 +5,10 @@ before anything is compiled, builds the mesh and runs the training loop; with --
 evaluates the workdir's checkpoint(s) instead (`--config` may then be left out: the workdir's
 config.json is used). Compiled programs are kept in a persistent cache ($JAXSSL_CACHE_DIR, default
 ~/.cache/jaxssl/xla; JAXSSL_CACHE_DIR="" turns it off), so a rerun does not compile them again.
+
+  --compile_only [--fake_devices=N]   compile the train step for the mesh, print memory and FLOPs
+  --distributed                       one process of a TPU-pod / SLURM / MPI job (launch/)
+  --coordinator_address=H:P --num_processes=N --process_id=I   processes started by hand
 """
 import os
 import sys
@@ -18,6 +22,17 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: workdir
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "HOST:PORT of process 0 (multi-process).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (multi-process).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "Index of this process (multi-process).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Join the processes of a cluster job: jax.distributed.initialize() "
+    "detects the coordinator, process count and index on Cloud TPU pods, SLURM, Open MPI and "
+    "Kubernetes (the three flags above override what it detects).")
+_COMPILE_ONLY = flags.DEFINE_bool(
+    "compile_only", False, "Lower and compile the train step for the config's mesh from shapes "
+    "alone and print its memory per device and FLOPs per step (jaxssl.aot); nothing is trained "
+    "or written.")
+_FAKE_DEVICES = flags.DEFINE_integer(
+    "fake_devices", 0, "Run on this many CPU devices instead of the machine's accelerators "
+    "(for --compile_only: a pod's mesh checked on one host).")
 _MODE = flags.DEFINE_enum("mode", "train", ["train", "eval"],
                           "train (then evaluate), or eval: evaluate checkpoints without training.")
 _EVAL_STEP = flags.DEFINE_string("eval_step", "", "--mode=eval: a checkpoint step, or 'all' "
@@ -86,14 +101,23 @@ def _main(argv):
       raise app.UsageError("--config=configs/<name>.py is required (only --mode=eval with "
                            "--workdir can take the workdir's config)")
     config = pretrained.read_config(_WORKDIR.value)
-  if (_NUM_PROCESSES.value or 1) > 1 or _COORDINATOR.value:
-    import jax
-    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   import jax
+  if _FAKE_DEVICES.value:  # Before anything starts the backend.
+    jax.config.update("jax_platforms", "cpu")
+    jax.config.update("jax_num_cpu_devices", _FAKE_DEVICES.value)
+  if _DISTRIBUTED.value or (_NUM_PROCESSES.value or 1) > 1 or _COORDINATOR.value:
+    # The devices a process drives: JAX_LOCAL_DEVICE_IDS if set (launch/slurm.py), else JAX's
+    # default (under SLURM: GPU $SLURM_LOCALID, one process per GPU).
+    jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   _enable_compilation_cache()
   from jaxssl import sharding, train
   config_base.validate(config, jax.device_count(), jax.process_count())
   mesh = sharding.make_mesh(config.mesh)
+  if _COMPILE_ONLY.value:
+    from jaxssl import aot
+    with jax.set_mesh(mesh):
+      print(aot.format_report(aot.compile_train_step(config, mesh)[1]), flush=True)
+    return
   workdir = _WORKDIR.value or default_workdir(_config_arg(sys.argv))
   print(f"[{config.method}] workdir: {os.path.abspath(workdir)}", flush=True)
   with jax.set_mesh(mesh):

@@ -33,7 +33,16 @@ PRESETS = {
 
 
 def mesh_shape(mesh_config, num_devices):
-  """Resolves a {data, fsdp, model} dict (one entry may be -1 = the rest) to concrete sizes."""
+  """Resolves a {data, fsdp, model} dict (one entry may be -1 = the rest) to concrete sizes; a
+  non-empty `preset` entry (config.mesh.preset) names a PRESETS shape instead."""
+  preset = mesh_config.get("preset") or ""
+  if preset:
+    if preset not in PRESETS:
+      raise ValueError(f"config.mesh.preset: unknown {preset!r}; presets: {', '.join(PRESETS)}")
+    given = {a: int(mesh_config[a]) for a in MESH_AXES if a in mesh_config}
+    if given and given != PRESETS["dp"]:  # Sizes left at their defaults: the preset decides.
+      raise ValueError(f"config.mesh: preset {preset!r} and sizes {given} both given; set one")
+    mesh_config = PRESETS[preset]
   sizes = {a: int(mesh_config[a]) for a in MESH_AXES}
   free = [a for a, s in sizes.items() if s == -1]
   if len(free) > 1:

@@ -12,7 +12,7 @@ import pytest
 from flax import linen as nn
 
 from configs import finetune, mae as mae_config, videomae as videomae_config
-from jaxssl import losses, methods, optim
+from jaxssl import aot, losses, methods, optim
 from jaxssl.data import avshapes
 from jaxssl.models import mae as mae_lib
 from jaxssl.models import ViT, vit_config
@@ -157,16 +157,6 @@ def test_prediction_ignores_masked_pixels():
 
 
 # ---------------------------------------------------------------- configs and fine-tuning
-def _abstract_batch(config):
-  b, s = config.batch_size, config.data.image_size
-  if config.method == "videomae":
-    d = config.data
-    return dict(video=jax.ShapeDtypeStruct((b, d.num_frames, s, s, 3), jnp.uint8),
-                label=jax.ShapeDtypeStruct((b,), jnp.int32))
-  return dict(image=jax.ShapeDtypeStruct((b, s, s, 3), jnp.uint8),
-              label=jax.ShapeDtypeStruct((b,), jnp.int32))
-
-
 def _block(d):  # A pre-norm ViT block: QKV + output projections, 2 LayerNorms, a 4d MLP.
   return 4 * (d * d + d) + 2 * 2 * d + (d * 4 * d + 4 * d) + (4 * d * d + d)
 
@@ -187,7 +177,7 @@ def test_full_configs_trace_one_train_step(module, num_params):
   config = module.get_config("full")
   method = methods.build(config, methods.DataInfo(image_size=config.data.image_size,
                                                   num_classes=avshapes.NUM_CLASSES))
-  abstract_state, new_state, metrics = trace_train_step(method, config, _abstract_batch(config))
+  abstract_state, new_state, metrics = trace_train_step(method, config, aot.abstract_batch(config))
   assert metrics["loss"].shape == () and "loss_mean_patch" in metrics
   assert jax.tree.map(lambda a: a.shape, new_state) == jax.tree.map(lambda a: a.shape,
                                                                     abstract_state)

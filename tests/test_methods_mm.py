@@ -8,9 +8,8 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import methods, sharding
+from jaxssl import aot, methods, sharding
 from jaxssl.data import avshapes
-from jaxssl.methods import _multimodal
 from sharded_loss import loss_metrics_grads, trace_train_step
 
 CONFIGS = {"mmv": mmv, "milnce": milnce}
@@ -27,20 +26,11 @@ def batch_of(config, size):
   return dict(batch, index=np.arange(size, dtype=np.int32))
 
 
-def abstract_batch(config):
-  d, b = config.data, config.batch_size
-  return dict(video=jax.ShapeDtypeStruct((b, d.num_frames, d.image_size, d.image_size, 3),
-                                         jnp.uint8),
-              audio=jax.ShapeDtypeStruct((b, _multimodal.audio_length(d)), jnp.float32),
-              text=jax.ShapeDtypeStruct((b, d.num_captions, d.max_caption_len), jnp.int32),
-              **{k: jax.ShapeDtypeStruct((b,), jnp.int32) for k in ("label", "motion", "index")})
-
-
 @pytest.mark.parametrize("name", ["mmv", "milnce"])
 def test_full_config_traces_one_train_step(name):
   config = CONFIGS[name].get_config("full")
   method = build(config)
-  abstract_state, new_state, metrics = trace_train_step(method, config, abstract_batch(config))
+  abstract_state, new_state, metrics = trace_train_step(method, config, aot.abstract_batch(config))
   assert jax.tree.map(lambda a: (a.shape, a.dtype), new_state) == jax.tree.map(
       lambda a: (a.shape, a.dtype), abstract_state)
   assert metrics["loss"].shape == () and "probe_acc" in metrics

@@ -1,6 +1,7 @@
 """Faults injected into runs: busy, unwritable or foreign workdirs, NaN batches, empty data,
-preemption of a method with EMA and queue state (issue #7; the kill -9 / SIGTERM resume and the
-corrupt-record tests live in test_train.py and test_convert.py)."""
+preemption of a method with EMA and queue state, resumed on another mesh (issues #7 and #6; the
+kill -9 / SIGTERM resume and the corrupt-record tests live in test_train.py and
+test_convert.py)."""
 import json
 import logging
 import os
@@ -21,8 +22,9 @@ from jaxssl.data import pipeline, sources
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _run(config, path):
-  mesh = sharding.make_mesh(dict(data=-1, fsdp=1, model=1), jax.devices()[:1])
+def _run(config, path, mesh_shape=None, num_devices=1):
+  mesh = sharding.make_mesh(mesh_shape or dict(data=-1, fsdp=1, model=1),
+                            jax.devices()[:num_devices])
   with jax.set_mesh(mesh):
     return train.train_and_evaluate(config, str(path), mesh)
 
@@ -132,9 +134,13 @@ def test_empty_data_is_refused_naming_the_fix():
 
 
 @pytest.mark.slow
-def test_preempted_moco_resumes_its_queue_and_momentum_encoder_exactly(tmp_path, monkeypatch):
+def test_preempted_moco_resumes_on_another_mesh_as_if_never_stopped(tmp_path, monkeypatch):
+  """Preempted on 8 devices with FSDP, resumed on 2 with data parallelism: the checkpoint (params,
+  optimizer, the queue and the momentum encoder) restores onto the new layout and the run
+  continues with the uninterrupted run's losses."""
   config = _quick(moco_v2, total_steps=4, ckpt_every=4)
-  reference = _run(config, tmp_path / "reference")
+  fsdp = dict(data=1, fsdp=-1, model=1)
+  reference = _run(config, tmp_path / "reference", fsdp, 8)
   log_train = reporting.Reporter.log_train
 
   def preempt_at_step_2(self, step, metrics, batch_size):
@@ -144,14 +150,19 @@ def test_preempted_moco_resumes_its_queue_and_momentum_encoder_exactly(tmp_path,
 
   monkeypatch.setattr(reporting.Reporter, "log_train", preempt_at_step_2)
   with pytest.raises(train.Preempted, match="preempted .* at step 2"):
-    _run(config, tmp_path / "run")
+    _run(config, tmp_path / "run", fsdp, 8)
   monkeypatch.setattr(reporting.Reporter, "log_train", log_train)
-  assert _run(config, tmp_path / "run") == reference
+  resumed = _run(config, tmp_path / "run", dict(data=-1, fsdp=1, model=1), 2)
+  assert resumed.keys() == reference.keys()
+  # Another mesh orders reductions differently: float32 rounding, not exact equality (the
+  # evaluation's kNN votes and probe may then flip a test example, so only its keys are compared).
   losses = lambda d: [r["loss"] for r in reporting.read_jsonl(tmp_path / d / "metrics.jsonl")]  # noqa: E731
-  assert losses("run") == losses("reference")
+  assert len(losses("run")) == config.total_steps
+  np.testing.assert_allclose(losses("run"), losses("reference"), rtol=1e-5)
   (_, a), (_, b) = (checkpoint.load_params(str(tmp_path / d)) for d in ("run", "reference"))
   assert set(a["model_state"]) >= {"queue", "target"}, set(a["model_state"])
-  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, a, b)))
+  for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+    np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
 
 
 def test_bad_configs_fail_at_start_naming_the_key():

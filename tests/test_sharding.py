@@ -36,6 +36,13 @@ def test_mesh_shape_resolves_minus_one_and_rejects_mismatch():
     sharding.mesh_shape(dict(data=-1, fsdp=-1, model=1), 8)
   with pytest.raises(ValueError, match="not divisible"):
     sharding.mesh_shape(dict(data=-1, fsdp=3, model=1), 8)
+  # config.mesh.preset names a shape; sizes given beside it are refused, not silently dropped.
+  assert sharding.mesh_shape(dict(preset="fsdp", data=-1, fsdp=1, model=1), 8) == dict(
+      data=1, fsdp=8, model=1)
+  with pytest.raises(ValueError, match="preset 'fsdp' and sizes"):
+    sharding.mesh_shape(dict(preset="fsdp", data=2, fsdp=1, model=1), 8)
+  with pytest.raises(ValueError, match="unknown 'tp'; presets: dp, fsdp, fsdp\\+tp"):
+    sharding.mesh_shape(dict(preset="tp", data=-1, fsdp=1, model=1), 8)
 
 
 def test_logical_rules_replicate_indivisible_dims():
