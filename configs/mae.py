@@ -25,7 +25,8 @@ def get_config(arg=""):
   c.method = "mae"
   # CPU default: the 4-block ViT-mu on 4x4 patches of 32x32 images (64 tokens, 16 visible).
   c.model = ml_collections.ConfigDict(dict(name="vit", variant="mu/4", pool="cls",
-                                           posemb="sincos2d", dropout=0.0, remat=False))
+                                           posemb="sincos2d", dropout=0.0, remat=False,
+                                           scan_layers=False))
   c.model.dtype = c.get_ref("compute_dtype")
   c.input_norm = "fixed"
   # MAE's paper: 75% masked, normalised-pixel targets, a decoder narrower than the encoder.

@@ -27,7 +27,7 @@ def get_config(arg=""):
   # mask leaves 6 positions of each frame pair, 24 tokens), mean-pooled as VideoMAE.
   c.model = ml_collections.ConfigDict(dict(name="vit", variant="mu/4", pool="gap",
                                            posemb="sincos2d", dropout=0.0, remat=False,
-                                           tubelet=2))
+                                           scan_layers=False, tubelet=2))
   c.model.dtype = c.get_ref("compute_dtype")
   c.input_norm = "fixed"
   mae.add_mae_config(c, mask_ratio=0.9, decoder=(48, 2, 3))  # 3D sin-cos: width % 6 == 0.

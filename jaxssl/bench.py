@@ -3,6 +3,7 @@
   python -m jaxssl.bench --torch --out=bench.json   # the issue's table, with the PyTorch twins
   python -m jaxssl.bench --rows=defaults            # every config's CPU default (pipeline / step)
   python -m jaxssl.bench --rows=mae_vit_tiny,mmv_default --steps=10 --warmup=2
+  python -m jaxssl.bench --rows=mae_vit_b16 --set=model.scan_layers=True   # before/after
 
 A row (ROWS) is a config file[:variant], overrides of its keys and a global batch size. Its
 method, optimizer, state and step are built by the functions training uses (`sources.get_source`,
@@ -30,6 +31,7 @@ method, optimizer, state and step are built by the functions training uses (`sou
 model, batch and loss) with jax_over_pytorch, the ratio of the two throughputs. When several rows
 are asked for, each runs in its own process, so that its compile time and memory are its own.
 """
+import ast
 import collections
 import contextlib
 import dataclasses
@@ -97,6 +99,23 @@ _DTYPE = flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat1
                            "Compute dtype of every row and of the peak matmul; auto: float32 on "
                            "CPU, bfloat16 on accelerators.")
 _PEAK = flags.DEFINE_float("peak_flops", 0.0, "Peak FLOP/s for the utilisation; 0 measures it.")
+_SET = flags.DEFINE_multi_string("set", [], "KEY=VALUE config override applied to every row, "
+                                 "VALUE a Python literal (e.g. --set=model.scan_layers=True): an "
+                                 "optimisation measured before and after.")
+
+
+def parse_overrides(assignments):
+  """{"model.scan_layers": True} from ["model.scan_layers=True"]; a bare word stays a string."""
+  out = {}
+  for assignment in assignments:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+      raise app.UsageError(f"--set wants KEY=VALUE, got {assignment!r}")
+    try:
+      out[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      out[key] = value
+  return out
 
 
 def load_config(row, compute_dtype):
@@ -327,9 +346,11 @@ def main(argv):
     peak = peak_flops(dtype)
     print(f"[bench] peak {peak / 1e9:.1f} GFLOP/s ({dtype} matmul on {jax.devices()[0]})",
           flush=True)
+  extra = parse_overrides(_SET.value)
   results = []
   for name in names:
     row, reason = ROWS[name], _skip_reason(ROWS[name])
+    row = dataclasses.replace(row, overrides={**row.overrides, **extra})
     if reason:
       result = dict(name=name, config=row.config, framework="jax", skipped=reason)
     elif len(names) == 1:
@@ -337,7 +358,7 @@ def main(argv):
     else:
       result = _run_child(["-m", "jaxssl.bench", f"--rows={name}", f"--steps={_STEPS.value}",
                            f"--warmup={_WARMUP.value}", f"--compute_dtype={dtype}",
-                           f"--peak_flops={peak}"])
+                           f"--peak_flops={peak}", *(f"--set={a}" for a in _SET.value)])
       result.setdefault("name", name)
     results.append(result)
     if _TORCH.value and name in TORCH_ROWS and "skipped" not in result:

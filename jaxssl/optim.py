@@ -32,7 +32,8 @@ def layer_decay_scales(params, decay):
   blocks = {_BLOCK.match(getattr(k, "key", "")) for p in paths for k in p}
   depth = len({m.group(1) for m in blocks if m})
   if not depth:
-    raise ValueError("optimizer.layer_decay < 1 needs a ViT encoder (parameters named blockN)")
+    raise ValueError("optimizer.layer_decay < 1 needs a ViT encoder with unscanned blocks "
+                     "(parameters named blockN; set model.scan_layers=False)")
   return jax.tree_util.tree_map_with_path(
       lambda path, _: decay ** (depth + 1 - _vit_layer(path, depth)), params)
 

@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from absl import app
 
 from jaxssl import bench, config_base, optim, sharding, train
 
@@ -96,3 +97,12 @@ def test_skipped_row_and_table():
   assert lines[2].startswith("| a | jax | skipped (configs/x.py missing) |")
   assert "| b | pytorch | 4 | 10.0 | 400.0 | - |" in lines[3] and lines[3].endswith("| 0.50 |")
   assert len({line.count("|") for line in lines}) == 1
+
+
+def test_set_overrides_parse_literals_and_refuse_a_missing_value():
+  assert bench.parse_overrides(["model.scan_layers=True", "batch_size=8", "model.variant=tiny/16",
+                                "data.mean=(0.5, 0.5)"]) == {
+      "model.scan_layers": True, "batch_size": 8, "model.variant": "tiny/16",
+      "data.mean": (0.5, 0.5)}
+  with pytest.raises(app.UsageError, match="KEY=VALUE"):
+    bench.parse_overrides(["model.scan_layers"])

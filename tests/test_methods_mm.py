@@ -55,8 +55,9 @@ def test_loss_equal_on_8_devices_and_1():
   np.testing.assert_allclose(loss8, loss1, rtol=1e-5)
   for key in metrics1:
     np.testing.assert_allclose(metrics8[key], metrics1[key], rtol=1e-5, atol=1e-6, err_msg=key)
+  # float32 rounding relative to each tensor's scale, as in test_sharding.py.
   for g8, g1 in zip(jax.tree.leaves(grads8), jax.tree.leaves(grads1)):
-    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(g8, g1, rtol=1e-3, atol=1e-4 * float(np.abs(g1).max()) + 1e-6)
   specs = [s.spec for s in jax.tree.leaves(state_sh["params"])]
   assert any(any(a is not None for a in spec) for spec in specs)
 

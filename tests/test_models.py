@@ -127,6 +127,39 @@ def test_vit_remat_keeps_params_and_differentiates():
   assert jax.tree.structure(grads) == jax.tree.structure(variables)
 
 
+@pytest.mark.parametrize("remat", [False, True])
+def test_vit_scan_layers_computes_the_unrolled_stack(remat):
+  """The scanned encoder with block i's parameters at index i of the stacked ones gives the
+  unrolled encoder's output and gradients; its stacked axis is named "layers" (replicated)."""
+  x = _images(2, 8)
+  kwargs = dict(_TINY_VIT, depth=3, remat=remat)
+  unrolled, scanned = ViT(**kwargs), ViT(**kwargs, scan_layers=True)
+  variables = unrolled.init(jax.random.key(0), x, train=False)
+  params = nn.meta.unbox(variables)["params"]
+  blocks = [params["encoder"].pop(f"block{i}") for i in range(3)]
+  stacked = dict(params, encoder=dict(params["encoder"], blocks=dict(
+      block=jax.tree.map(lambda *a: jnp.stack(a), *blocks))))
+  boxed = _abstract(scanned, x, train=False)[0]["params"]
+  assert jax.tree.structure(nn.meta.unbox(boxed)) == jax.tree.structure(stacked)
+  kernel = boxed["encoder"]["blocks"]["block"]["mlp"]["fc1"]["kernel"]
+  assert kernel.names == ("layers", "embed", "mlp") and kernel.value.shape == (3, 32, 128)
+
+  def loss(module, p):
+    return jnp.sum(module.apply({"params": p}, x, train=False) ** 2)
+
+  out_u = unrolled.apply({"params": nn.meta.unbox(variables)["params"]}, x, train=False)
+  out_s = scanned.apply({"params": stacked}, x, train=False)
+  np.testing.assert_allclose(out_s, out_u, rtol=1e-5, atol=1e-6)
+  grad_u = jax.grad(functools.partial(loss, unrolled))(nn.meta.unbox(variables)["params"])
+  grad_s = jax.grad(functools.partial(loss, scanned))(stacked)
+  # Tolerance on the gradients' overall scale: some are zero up to rounding (key biases).
+  atol = 1e-5 * max(float(np.abs(g).max()) for g in jax.tree.leaves(grad_u))
+  for i in range(3):
+    for a, b in zip(jax.tree.leaves(grad_u["encoder"][f"block{i}"]),
+                    jax.tree.leaves(grad_s["encoder"]["blocks"]["block"])):
+      np.testing.assert_allclose(b[i], a, rtol=1e-4, atol=atol)
+
+
 _SMALL_MODELS = {
     "resnet10": (ResNet(depth=10, width=8), dict(train=False)),
     "resnet50": (ResNet(depth=50, width=8, stem="imagenet"), dict(train=False)),

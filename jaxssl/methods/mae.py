@@ -45,7 +45,7 @@ class Method:
     patch_dim = math.prod(self.input_shape()) // math.prod(self.grid)
     decoder = mae_lib.MAEDecoder(self.args.decoder_width, self.args.decoder_depth,
                                  self.args.decoder_heads, patch_dim, encoder.dtype,
-                                 encoder.remat)
+                                 encoder.remat, encoder.scan_layers)
     self.net = mae_lib.MaskedAutoencoder(encoder, decoder)
 
   # ---------------------------------------------------------------- what VideoMAE overrides

@@ -3,7 +3,7 @@
 Encoder configs (every field but `name` is optional; defaults as in the modules):
   resnet: name="resnet", depth, width, stem, dtype.
   vit:    name="vit", variant (e.g. "tiny/4"), pool, posemb, dropout, remat,
-          tubelet (frames per token of a clip), dtype.
+          scan_layers, tubelet (frames per token of a clip), dtype.
 `dtype` is a string, "float32" or "bfloat16". A config may carry the fields of
 both encoders (so that `--config.model.name=vit` can switch); those of the other
 encoder are ignored. That is why a ViT's size comes from `variant` alone: a
@@ -28,7 +28,7 @@ __all__ = [
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 _FIELDS = {
     "resnet": {"depth", "width", "stem"},
-    "vit": {"variant", "pool", "posemb", "dropout", "remat", "tubelet"},
+    "vit": {"variant", "pool", "posemb", "dropout", "remat", "scan_layers", "tubelet"},
 }
 
 

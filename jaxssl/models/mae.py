@@ -101,6 +101,7 @@ class MAEDecoder(nn.Module):
   patch_dim: int = 768
   dtype: Any = jnp.float32
   remat: bool = False
+  scan: bool = False
 
   @nn.compact
   def __call__(self, tokens, ids_restore, grid, has_cls: bool, train: bool):
@@ -119,7 +120,7 @@ class MAEDecoder(nn.Module):
     if has_cls:  # The class token passes through with a zero position, as in MAE.
       x = jnp.concatenate([cls, x], axis=1)
     x = Encoder(self.depth, self.num_heads, 4 * self.width, 0.0, self.dtype, self.remat,
-                name="decoder")(x, not train)
+                self.scan, name="decoder")(x, not train)
     x = _dense(self.patch_dim, ("mlp", "embed"), self.dtype, "pred")(x)
     return x[:, 1:] if has_cls else x
 

@@ -144,17 +144,51 @@ class Encoder1DBlock(nn.Module):
     return x + nn.Dropout(self.dropout)(y, deterministic)
 
 
+class _ScannedBlock(nn.Module):
+  """One block as `nn.scan` wants it: carry in, (carry, nothing) out; `deterministic` is an
+  attribute so that it stays a Python bool inside the scan."""
+  num_heads: int
+  mlp_dim: int
+  dropout: float
+  dtype: Any
+  remat: bool
+  deterministic: bool
+
+  @nn.compact
+  def __call__(self, x, _):
+    block_cls = (nn.remat(Encoder1DBlock, static_argnums=(2,)) if self.remat
+                 else Encoder1DBlock)
+    return block_cls(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
+                     name="block")(x, self.deterministic), None
+
+
 class Encoder(nn.Module):
-  """A stack of `depth` blocks followed by a final LayerNorm."""
+  """A stack of `depth` blocks followed by a final LayerNorm.
+
+  scan: one block body under `nn.scan` over stacked parameters (leading axis
+  "layers", never sharded) instead of `depth` unrolled copies: the step's
+  program, and so its compile time, no longer grows with depth. The parameter
+  tree differs (encoder/blocks/block/... of shape (depth, ...) instead of
+  encoder/block{i}/...), so checkpoints do not carry over between the two.
+  """
   depth: int
   num_heads: int
   mlp_dim: int
   dropout: float = 0.
   dtype: Any = jnp.float32
   remat: bool = False
+  scan: bool = False
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
+    if self.scan:
+      blocks = nn.scan(
+          _ScannedBlock, variable_axes={"params": 0},
+          split_rngs={"params": True, "dropout": True}, length=self.depth,
+          metadata_params={nn.PARTITION_NAME: "layers"})
+      x, _ = blocks(self.num_heads, self.mlp_dim, self.dropout, self.dtype,
+                    self.remat, deterministic, name="blocks")(x, None)
+      return _layer_norm(self.dtype, "encoder_norm")(x)
     block_cls = Encoder1DBlock
     if self.remat:
       # Recompute activations in the backward pass: trades ~1/3 more FLOPs for
@@ -179,6 +213,7 @@ class ViT(nn.Module):
     dropout: dropout rate after the embeddings, attention and MLPs.
     dtype: compute dtype; parameters stay float32.
     remat: rematerialise each block (see `Encoder`).
+    scan_layers: run the blocks under `nn.scan` (see `Encoder`).
     tubelet: frames per token for clips (B, T, H, W, C); images ignore it.
   """
   patch_size: int = 16
@@ -192,6 +227,7 @@ class ViT(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   tubelet: int = 2
+  scan_layers: bool = False
 
   def __post_init__(self):
     # Validate at construction so a bad config fails before any tracing.
@@ -266,7 +302,8 @@ class ViT(nn.Module):
 
     x = nn.Dropout(self.dropout)(x, not train)
     x = Encoder(self.depth, self.num_heads, self.mlp_dim or 4 * self.width,
-                self.dropout, self.dtype, self.remat, name="encoder")(
+                self.dropout, self.dtype, self.remat, self.scan_layers,
+                name="encoder")(
                     x, not train)
     pooled = x[:, 0] if self.pool == "cls" else jnp.mean(x, axis=1)
     return (pooled, x) if return_tokens else pooled
