@@ -88,13 +88,24 @@ def standardize_per_image(images) -> jnp.ndarray:
   return (x - mean) / jnp.maximum(std, _MIN_IMAGE_STD)
 
 
+def standardize_keeping_mean(images) -> jnp.ndarray:
+  """`standardize_per_image`'s 3 channels, then 3 constant planes holding each channel's mean
+  ((mean - 0.5) / 0.25): the net sees the object against its background (what the standardised
+  channels make salient) and still knows the colours (what standardising removes)."""
+  x = to_float(images)
+  mean = jnp.broadcast_to(x.mean(axis=(-3, -2), keepdims=True), x.shape)
+  return jnp.concatenate([standardize_per_image(x), (mean - 0.5) / 0.25], axis=-1)
+
+
 def model_input(images, input_norm: str) -> jnp.ndarray:
   """Images (uint8 or float in [0, 1]) -> network input, per `config.input_norm`."""
   if input_norm == "fixed":
     return normalize(images, 0.5, 0.5)  # [-1, 1]; the first BatchNorm absorbs the rest
   if input_norm == "per_image":
     return standardize_per_image(images)
-  raise ValueError(f"input_norm={input_norm!r}: use 'fixed' or 'per_image'")
+  if input_norm == "per_image+mean":
+    return standardize_keeping_mean(images)
+  raise ValueError(f"input_norm={input_norm!r}: use 'fixed', 'per_image' or 'per_image+mean'")
 
 
 def _luma(x) -> jnp.ndarray:

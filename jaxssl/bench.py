@@ -253,7 +253,7 @@ def measure(name, row, steps, warmup, compute_dtype, peak):
   step_s = statistics.median(times)
   flops = _flops(compiled.cost_analysis())
   memory, memory_source = _peak_memory()  # Before the unrolled compilation below adds to it.
-  if config.model.get("scan_layers"):
+  if "model" in config and config.model.get("scan_layers"):
     # XLA's cost analysis counts a loop's body once, not once per layer: take the FLOPs of the
     # same step with the blocks unrolled (compiled from shapes only, never run).
     from jaxssl import aot

@@ -13,7 +13,7 @@ DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds", "avshapes", "av_
 # Datasets of clips (video, audio, captions) rather than images: the image evaluator cannot read them.
 VIDEO_DATASETS = ("avshapes", "av_records")
 OPTIMIZERS = ("lars", "sgd", "adamw")
-INPUT_NORMS = ("fixed", "per_image")
+INPUT_NORMS = ("fixed", "per_image", "per_image+mean")
 
 
 def base_config():
@@ -142,6 +142,9 @@ def validate(config, num_devices, num_processes=1):
   if config.input_norm not in INPUT_NORMS:
     raise ValueError(f"config.input_norm={config.input_norm!r} is unknown{suggest(config.input_norm, INPUT_NORMS)}; "
                      f"choose one of {', '.join(INPUT_NORMS)}")
+  if config.input_norm == "per_image+mean" and "video" not in config:
+    raise ValueError("config.input_norm='per_image+mean' (6 input channels) is for the clip "
+                     "methods' video encoders (configs/mmv.py); use 'fixed' or 'per_image'")
   if config.nan_policy not in ("stop", "skip"):
     raise ValueError(f"config.nan_policy={config.nan_policy!r}: use stop or skip")
   if config.data.bad_records not in ("skip", "strict"):

@@ -20,13 +20,18 @@ import orbax.checkpoint as ocp
 from jaxssl import pretrained
 
 
+_STANDARDIZED = "per image and channel: (x - mean) / max(std, 0.05) over its pixels"
+_INPUT_NORM_DOCS = {
+    "fixed": "(x - 0.5) / 0.5 per channel", "per_image": _STANDARDIZED,
+    "per_image+mean": _STANDARDIZED + ", then 3 constant channels (mean - 0.5) / 0.25"}
+
+
 def preprocessing(config) -> dict:
   """The input conventions of the model, for users outside jaxssl."""
   d = config.data
   out = dict(image_size=d.image_size, pixels="uint8 [0, 255] or float [0, 1], RGB",
              input_norm=config.input_norm,
-             input_norm_doc=("(x - 0.5) / 0.5 per channel" if config.input_norm == "fixed" else
-                             "per image and channel: (x - mean) / max(std, 0.05) over its pixels"))
+             input_norm_doc=_INPUT_NORM_DOCS[config.input_norm])
   if "video" in config:
     out.update(num_frames=d.num_frames, fps=d.fps, sample_rate=d.sample_rate,
                max_caption_len=d.max_caption_len, text="word ids of data_info.vocabulary + 2 "

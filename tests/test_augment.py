@@ -131,6 +131,12 @@ def test_standardize_per_image_matches_numpy_and_ignores_brightness_contrast_and
   flat = np.full((1, 4, 4, 3), 0.7, np.float32)
   np.testing.assert_allclose(augment.model_input(flat, "per_image"), 0.0, atol=1e-5)
   np.testing.assert_allclose(augment.model_input(x, "fixed"), (x - 0.5) / 0.5, rtol=1e-6)
+  # per_image+mean: the same 3 channels, then each channel's mean as a constant plane.
+  both = np.asarray(augment.model_input(x, "per_image+mean"))
+  assert both.shape == x.shape[:3] + (6,)
+  np.testing.assert_allclose(both[..., :3], out, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(both[..., 3:], np.broadcast_to((mean - 0.5) / 0.25, x.shape),
+                             rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="input_norm"):
     augment.model_input(x, "imagenet")
 

@@ -8,8 +8,9 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import aot, methods, sharding
+from jaxssl import aot, augment, methods, sharding
 from jaxssl.data import avshapes
+from jaxssl.methods import _multimodal
 from sharded_loss import loss_metrics_grads, trace_train_step
 
 CONFIGS = {"mmv": mmv, "milnce": milnce}
@@ -142,3 +143,64 @@ def test_unlabelled_data_trains_without_a_probe():
   batch = batch_of(config, 4)
   loss, (metrics, _) = jax.eval_shape(method.loss, params, variables, batch, jax.random.key(1), 0)
   assert loss.shape == () and set(metrics) == {"vt_acc"}
+
+
+def test_colour_bypass_feeds_the_trunk_standardised_frames_and_the_heads_the_colours():
+  """mmv's CPU default: the video trunk gets the 3 standardised channels only; the clip's mean
+  colour and its std over time (from the constant planes) are appended to its features."""
+  seen = []
+
+  class Trunk(nn.Module):
+    @nn.compact
+    def __call__(self, video, train):
+      seen.append(video.shape)
+      return jnp.mean(video, axis=(1, 2, 3))
+
+  x = np.random.default_rng(0).uniform(size=(2, 4, 8, 8, 3)).astype(np.float32)
+  x[1, 2] *= 0.5  # A darker frame: the colour's std over time is not zero.
+  inputs = augment.model_input(x.reshape(8, 8, 8, 3), "per_image+mean").reshape(2, 4, 8, 8, 6)
+  out = _multimodal.ColourBypass(Trunk()).apply({}, inputs, train=False)
+  assert seen == [(2, 4, 8, 8, 3)] and out.shape == (2, 3 + 6)
+  colour = (x.mean(axis=(2, 3)) - 0.5) / 0.25  # (B, T, 3)
+  np.testing.assert_allclose(out[:, 3:6], colour.mean(1), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(out[:, 6:], colour.std(1), rtol=1e-4, atol=1e-6)
+  with pytest.raises(ValueError, match="6 channels"):
+    _multimodal.ColourBypass(Trunk()).apply({}, inputs[..., :3], train=False)
+  config = mmv.get_config("quick")
+  config.input_norm = "per_image"
+  with pytest.raises(ValueError, match="per_image\\+mean"):
+    build(config)
+
+
+def test_frame_differences_feed_each_frame_beside_its_change():
+  seen = []
+
+  class Trunk(nn.Module):
+    @nn.compact
+    def __call__(self, video, train):
+      seen.append(np.asarray(video))
+      return jnp.zeros((video.shape[0], 1))
+
+  x = np.random.default_rng(0).normal(size=(2, 4, 5, 5, 3)).astype(np.float32)
+  _multimodal.FrameDifferences(Trunk()).apply({}, x, train=False)
+  fed = seen[0]
+  assert fed.shape == (2, 4, 5, 5, 6)
+  np.testing.assert_array_equal(fed[..., :3], x)
+  np.testing.assert_array_equal(fed[:, 0, ..., 3:], 0.0)
+  np.testing.assert_allclose(fed[:, 1:, ..., 3:], x[:, 1:] - x[:, :-1], rtol=1e-6)
+
+
+def test_vit_video_encoder_traces_the_mmv_step():
+  """`--config.video.arch=vit` (ViViT-style tubelets) builds and traces one loss and gradient."""
+  config = mmv.get_config("quick")
+  config.video.arch, config.video.vit_variant = "vit", "mu/4"
+  method = build(config)
+  variables = nn.unbox(jax.eval_shape(method.init, jax.random.key(0)))
+  params = variables.pop("params")
+  assert "video_encoder" in params and "encoder" in params["video_encoder"]
+  grads, (_, _) = jax.eval_shape(jax.grad(method.loss, has_aux=True), params, variables,
+                                 batch_of(config, 4), jax.random.key(1), 0)
+  assert jax.tree.structure(grads) == jax.tree.structure(params)
+  config.video.arch = "s3d"
+  with pytest.raises(ValueError, match="video.arch"):
+    build(config)

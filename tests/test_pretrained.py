@@ -127,7 +127,9 @@ np.savez({str(tmp_path / "out.npz")!r}, image=s.embed(x["images"]), video=m.embe
   mine, theirs = jaxssl.load(simclr_dir), jaxssl.load(mmv_dir)
   close = dict(rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out["image"], mine.embed(images), **close)
-  np.testing.assert_allclose(out["video"], theirs.embed(clips["video"]), **close)
+  # Per-image standardisation (mmv's input) divides by each frame's std: scale atol to the output.
+  video = theirs.embed(clips["video"])
+  np.testing.assert_allclose(out["video"], video, rtol=1e-5, atol=1e-5 * np.abs(video).max())
   np.testing.assert_allclose(out["audio"], theirs.embed(clips["audio"]), **close)
   np.testing.assert_allclose(out["text"], theirs.embed(captions), **close)
   assert np.array_equal(out["workdir_video"], out["video"])

@@ -175,7 +175,8 @@ def test_bad_configs_fail_at_start_naming_the_key():
     assert re.search(message, lines[0]), lines[0]
   checks = ((dict(batch_size=12), 8, "batch_size=12 must be a positive multiple of the device count"),
             (dict(dataset="shape"), 1, 'unknown.*did you mean "shapes"'),
-            ({"data.bad_records": "ignore"}, 1, "use skip or strict"))
+            ({"data.bad_records": "ignore"}, 1, "use skip or strict"),
+            (dict(input_norm="per_image+mean"), 1, "is for the clip methods"))
   for overrides, num_devices, match in checks:
     with pytest.raises(ValueError, match=match):
       config_base.validate(_quick(**overrides), num_devices)

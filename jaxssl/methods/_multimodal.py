@@ -5,7 +5,12 @@ configs/milnce.py):
   data.{image_size, num_frames, fps, sample_rate, num_captions, max_caption_len, vocab_size}
       the clips' shapes: video uint8 (B, num_frames, image_size, image_size, 3), audio float32
       (B, round(num_frames / fps * sample_rate)), text int32 (B, num_captions, max_caption_len).
-  video.{depth, width, stem, zero_init_residual, stem_frames}   TSM-ResNet (jaxssl.models.video).
+  video.arch                           "tsm_resnet" (jaxssl.models.video) or "vit" (ViViT-style:
+                                       tubelets + joint space-time attention, jaxssl.models.vit).
+  video.{depth, width, stem, zero_init_residual, stem_frames}   the TSM-ResNet's.
+  video.{vit_variant, tubelet}         the ViT's (e.g. "mu/8": 8x8 patches; frames per token).
+  video.colour_bypass                  with input_norm "per_image+mean": see `ColourBypass`.
+  video.frame_differences              see `FrameDifferences`.
   audio.{depth, width, stem, zero_init_residual, num_mel_bins, frame_length, frame_step,
          lower_hz, upper_hz}           log-mel + 2D ResNet (jaxssl.models.audio).
   text.{word_dim, sentence_dim}        word embedding + MMV's text head (jaxssl.models.text).
@@ -20,6 +25,7 @@ The multimodal embedding contract (what evaluators call), implemented once here:
     Embeddings are returned unnormalised (the losses L2-normalise; so do evaluators).
   embed(params, model_state, video) -> video_features (B, Dv), for generic tools.
 """
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -29,6 +35,7 @@ from jaxssl.components import online_probe
 from jaxssl.data import avshapes
 from jaxssl.models.audio import AudioEncoder
 from jaxssl.models.text import TextEncoder
+from jaxssl.models import vit
 from jaxssl.models.video import VideoEncoder
 
 
@@ -57,8 +64,10 @@ def add_config(c, arg):
   # stem is a 3x3x3 conv over neighbouring frames: motion is then seen from the first layer
   # (supervised motion probe after 60 steps: 0.72 -> 0.77; MMV video features after 150-300
   # steps: motion 0.25 -> 0.33).
-  c.video = ml_collections.ConfigDict(dict(depth=10, width=16, stem="small",
-                                           zero_init_residual=False, stem_frames=3))
+  c.video = ml_collections.ConfigDict(dict(arch="tsm_resnet", depth=10, width=16, stem="small",
+                                           zero_init_residual=False, stem_frames=3,
+                                           vit_variant="mu/8", tubelet=2,
+                                           colour_bypass=False, frame_differences=False))
   c.audio = ml_collections.ConfigDict(dict(depth=10, width=16, stem="small", num_mel_bins=40,
                                            frame_length=256, frame_step=128, lower_hz=80.0,
                                            upper_hz=4000.0, zero_init_residual=False))
@@ -104,8 +113,60 @@ def audio_length(data_config) -> int:
   return int(round(data_config.num_frames / data_config.fps * data_config.sample_rate))
 
 
+VIDEO_ARCHS = ("tsm_resnet", "vit")
+
+
+class ColourBypass(nn.Module):
+  """A video encoder for `input_norm="per_image+mean"` clips (6 channels: standardised frames,
+  then each frame's mean colour as constant planes). The wrapped `encoder` sees only the
+  standardised frames; the clip's mean colour and its std over time join its features.
+
+  Why: given the colours, the trunk matches most clips to their audio and captions by colour
+  alone (object and background), and shape and motion are then learnt slowly; standardised
+  frames leave it only the object against its background to learn from, while the heads
+  still get the colours the captions and sounds name.
+  """
+  encoder: nn.Module
+
+  @nn.compact
+  def __call__(self, video, train: bool):
+    if video.shape[-1] != 6:
+      raise ValueError(f"ColourBypass needs input_norm='per_image+mean' clips (6 channels), "
+                       f"got {video.shape[-1]}")
+    colour = video[:, :, 0, 0, 3:]  # (B, T, 3): the constant planes' values.
+    features = self.encoder(video[..., :3], train=train)
+    return jnp.concatenate([features, jnp.mean(colour, 1), jnp.std(colour, 1)], axis=-1)
+
+
+class FrameDifferences(nn.Module):
+  """Feeds `encoder` each frame beside its difference from the previous frame (zero for the
+  first), as TSN's RGB-difference input: motion and its speed are then visible to the first
+  layer instead of being learnt from neighbouring frames."""
+  encoder: nn.Module
+
+  @nn.compact
+  def __call__(self, video, train: bool):
+    previous = jnp.concatenate([video[:, :1], video[:, :-1]], axis=1)
+    return self.encoder(jnp.concatenate([video, video - previous], axis=-1), train=train)
+
+
 def video_encoder(config):
   v = config.video
+  if v.arch not in VIDEO_ARCHS:
+    raise ValueError(f"config.video.arch={v.arch!r}: choose one of {VIDEO_ARCHS}")
+  if v.colour_bypass and config.input_norm != "per_image+mean":
+    raise ValueError("config.video.colour_bypass needs --config.input_norm=per_image+mean, got "
+                     f"{config.input_norm!r}")
+  encoder = _trunk(config)
+  encoder = FrameDifferences(encoder) if v.frame_differences else encoder
+  return ColourBypass(encoder) if v.colour_bypass else encoder
+
+
+def _trunk(config):
+  v = config.video
+  if v.arch == "vit":  # ViViT's tubelet embedding + joint space-time attention, mean pooled.
+    return vit.ViT(**vit.vit_config(v.vit_variant), tubelet=v.tubelet, pool="gap",
+                   dtype=jnp.dtype(config.compute_dtype))
   return VideoEncoder(v.depth, v.width, v.stem, jnp.dtype(config.compute_dtype),
                       zero_init_residual=v.zero_init_residual, stem_frames=v.stem_frames)
 
@@ -159,7 +220,7 @@ class MultimodalMethod:
   def init(self, rng):
     d = self.config.data
     s = d.image_size
-    dummy = dict(video=jnp.zeros((2, d.num_frames, s, s, 3), jnp.float32),
+    dummy = dict(video=self._video_input(jnp.zeros((2, d.num_frames, s, s, 3), jnp.float32)),
                  audio=jnp.zeros((2, audio_length(d)), jnp.float32),
                  text=jnp.zeros((2, d.num_captions, d.max_caption_len), jnp.int32))
     return self.net.init(rng, train=False, method="init_all",
