@@ -127,10 +127,12 @@ np.savez({str(tmp_path / "out.npz")!r}, image=s.embed(x["images"]), video=m.embe
   mine, theirs = jaxssl.load(simclr_dir), jaxssl.load(mmv_dir)
   close = dict(rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(out["image"], mine.embed(images), **close)
-  # Per-image standardisation (mmv's input) divides by each frame's std: scale atol to the output.
-  video = theirs.embed(clips["video"])
-  np.testing.assert_allclose(out["video"], video, rtol=1e-5, atol=1e-5 * np.abs(video).max())
-  np.testing.assert_allclose(out["audio"], theirs.embed(clips["audio"]), **close)
+  # The clip towers amplify that rounding (per-image standardisation divides by each frame's
+  # std, the log-mel takes logs of small energies): measured up to 1e-4 relative.
+  for modality in ("video", "audio"):
+    expected = theirs.embed(clips[modality])
+    np.testing.assert_allclose(out[modality], expected, rtol=2e-4,
+                               atol=1e-4 * np.abs(expected).max())
   np.testing.assert_allclose(out["text"], theirs.embed(captions), **close)
   assert np.array_equal(out["workdir_video"], out["video"])
   with pytest.raises(FileExistsError, match="exists"):
