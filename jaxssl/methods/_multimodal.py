@@ -33,9 +33,9 @@ import ml_collections
 from jaxssl import augment
 from jaxssl.components import online_probe
 from jaxssl.data import avshapes
+from jaxssl.models import vit
 from jaxssl.models.audio import AudioEncoder
 from jaxssl.models.text import TextEncoder
-from jaxssl.models import vit
 from jaxssl.models.video import VideoEncoder
 
 
