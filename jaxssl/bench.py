@@ -319,16 +319,17 @@ _COLUMNS = (
 )
 
 
-def markdown_table(rows):
-  lines = ["| " + " | ".join(c[0] for c in _COLUMNS) + " |",
-           "|" + " --- |" * len(_COLUMNS)]
+def markdown_table(rows, columns=_COLUMNS):
+  """The rows under `columns`: (header, key, format[, scale]) each."""
+  lines = ["| " + " | ".join(c[0] for c in columns) + " |",
+           "|" + " --- |" * len(columns)]
   for row in rows:
     if "skipped" in row:
       cells = [row["name"], row.get("framework", "jax"), row["skipped"]]
-      cells += [""] * (len(_COLUMNS) - len(cells))
+      cells += [""] * (len(columns) - len(cells))
     else:
       cells = []
-      for _, key, fmt, *scale in _COLUMNS:
+      for _, key, fmt, *scale in columns:
         value = row.get(key)
         cells.append("-" if value is None else fmt.format(value * scale[0] if scale else value))
     lines.append("| " + " | ".join(cells) + " |")

@@ -99,7 +99,7 @@ def info_nce(query, key, queue=None, temperature=0.2):
   return _cross_entropy(logits, jnp.zeros((n,), jnp.int32))
 
 
-def mil_nce(video, text):
+def mil_nce(video, text, negatives=None, negatives_valid=None):
   """MIL-NCE (Miech et al., "End-to-End Learning of Visual Representations from Uncurated
   Instructional Videos", CVPR 2020, eq. 1 and the authors' reference loss).
 
@@ -115,6 +115,11 @@ def mil_nce(video, text):
   (MMV) pass l2_normalize(video) / temperature and l2_normalize(text). With K = 1 this is MMV's
   NCE between two modalities (both directions in one denominator). Symmetric in the roles of
   clips and captions; no stop_gradient.
+
+  negatives: optional (Q, D) extra captions that describe no clip of the batch (e.g. earlier
+  batches' captions, `jaxssl.methods.mmv`'s caption queue); each adds exp(video_i . negative_q)
+  to every clip's denominator (the clip -> caption direction only: they have no clip).
+  negatives_valid: optional (Q,) bool; False rows are left out (an unfilled queue's).
   """
   if video.ndim != 2 or text.ndim != 3 or text.shape[0] != video.shape[0] or (
       text.shape[2] != video.shape[1]):
@@ -126,6 +131,14 @@ def mil_nce(video, text):
   positive = jax.nn.logsumexp(x[jnp.arange(b), jnp.arange(b)], axis=-1)
   # Row i of `both`: x[i, :, :] then x[:, i, :], flattened to the 2BK candidates of clip i.
   both = jnp.concatenate([x, jnp.swapaxes(x, 0, 1)], axis=1).reshape(b, -1)
+  if negatives is not None:
+    if negatives.ndim != 2 or negatives.shape[1] != video.shape[1]:
+      raise ValueError(f"mil_nce expects negatives (Q, {video.shape[1]}), got {negatives.shape}")
+    extra = jnp.matmul(video.astype(jnp.float32), negatives.astype(jnp.float32).T,
+                       precision=_HIGHEST)
+    if negatives_valid is not None:
+      extra = jnp.where(negatives_valid[None], extra, -jnp.inf)
+    both = jnp.concatenate([both, extra], axis=1)
   return jnp.mean(jax.nn.logsumexp(both, axis=-1) - positive)
 
 

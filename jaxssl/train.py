@@ -71,7 +71,10 @@ def create_state(method, tx, mesh, seed):
   return jax.jit(init, out_shardings=shardings), abstract, shardings
 
 
-def make_train_step(method, tx, schedule, state_shardings, mesh, seed):
+def make_train_step(method, tx, schedule, state_shardings, mesh, seed, donate=True):
+  """The jitted step (state, batch) -> (new state, metrics). `donate` lets XLA write the new
+  state into the old one's buffers (off only to measure what that saves:
+  benchmarks/optimisations.py)."""
 
   def train_step(state, batch):
     step = state["step"]
@@ -97,7 +100,8 @@ def make_train_step(method, tx, schedule, state_shardings, mesh, seed):
 
   data_sh = sharding.batch_sharding(mesh, 1)  # only the leading axis matters for the prefix
   return jax.jit(train_step, in_shardings=(state_shardings, data_sh),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)), donate_argnums=0)
+                 out_shardings=(state_shardings, sharding.replicated(mesh)),
+                 donate_argnums=0 if donate else ())
 
 
 def _check_finite(state, nan_policy, metrics):

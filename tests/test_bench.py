@@ -85,6 +85,25 @@ def test_compilation_count_sees_a_recompile():
   assert int(state["step"]) == 5
 
 
+def test_optimisations_script_measures_each_with_and_without(tmp_path):
+  out = tmp_path / "rows.json"
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  proc = subprocess.run(
+      [sys.executable, os.path.join("benchmarks", "optimisations.py"), "--row=quick",
+       "--steps=2", "--warmup=1", f"--out={out}"], cwd=REPO, env=env, capture_output=True,
+      text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = {(r["optimisation"], r["setting"]): r for r in json.loads(out.read_text())}
+  assert set(rows) == {("donation", "on"), ("donation", "off"), ("prefetch", "on"),
+                       ("prefetch", "off"), ("augmentation", "on device, batched"),
+                       ("augmentation", "per image (host worker)")}
+  assert all(rows["donation", s]["memory_bytes"] > 0 and rows["donation", s]["step_ms"] > 0
+             for s in ("on", "off"))
+  assert all(rows["prefetch", s]["examples_per_s"] > 0 for s in ("on", "off"))
+  assert all(r["augment_ms"] > 0 for k, r in rows.items() if k[0] == "augmentation")
+  assert "| quick | 32 | donation | on |" in proc.stdout
+
+
 def test_skipped_row_and_table():
   assert bench._skip_reason(bench.Row("configs/nonexistent.py")) == (
       "skipped (configs/nonexistent.py missing)")

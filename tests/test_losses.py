@@ -364,15 +364,18 @@ def test_losses_reject_mismatched_shapes(name):
 
 # ---- MIL-NCE (Miech et al., CVPR 2020) -------------------------------------------------------
 
-def np_mil_nce(video, text):
+def np_mil_nce(video, text, negatives=(), valid=None):
   """MIL-NCE eq. 1 as loops: clip i's loss is
-  -log( sum_k e^{x_iik} / sum_{j,k} (e^{x_ijk} + e^{x_jik}) ),  x_ijk = video_i . text_jk."""
+  -log( sum_k e^{x_iik} / sum_{j,k} (e^{x_ijk} + e^{x_jik}) ),  x_ijk = video_i . text_jk,
+  with e^{video_i . negatives_q} added to the denominator for each valid extra caption q."""
   b, k = text.shape[:2]
+  valid = np.ones(len(negatives), bool) if valid is None else valid
   total = 0.0
   for i in range(b):
     pos = sum(np.exp(video[i] @ text[i, c]) for c in range(k))
     denom = sum(np.exp(video[i] @ text[j, c]) + np.exp(video[j] @ text[i, c])
                 for j in range(b) for c in range(k))
+    denom += sum(np.exp(video[i] @ n) for n, ok in zip(negatives, valid) if ok)
     total += -np.log(pos / denom)
   return total / b
 
@@ -396,6 +399,30 @@ def test_mil_nce_matches_numpy(b, k):
   assert got.dtype == jnp.float32
   want = np_mil_nce(np.asarray(video, np.float64), np.asarray(text, np.float64))
   np.testing.assert_allclose(float(got), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("b", [1, 2, 32])
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_mil_nce_extra_negative_captions_match_numpy(b, dtype):
+  rng = np.random.default_rng(b + 40)
+  video, text = mil_inputs(b, 3, 16, rng, dtype)
+  negatives = jnp.asarray(np_unit(rng.normal(size=(24, 16))), dtype)
+  valid = rng.random(24) < 0.6
+  got = mil_nce(video, text, negatives, jnp.asarray(valid))
+  assert got.dtype == jnp.float32
+  as64 = lambda x: np.asarray(x, np.float64)  # noqa: E731
+  want = np_mil_nce(as64(video), as64(text), as64(negatives), valid)
+  np.testing.assert_allclose(float(got), want, rtol=2e-5)
+  # Left-out rows change nothing; with no valid row it is the plain loss.
+  np.testing.assert_allclose(float(mil_nce(video, text, negatives[valid])), float(got), rtol=1e-6)
+  np.testing.assert_allclose(float(mil_nce(video, text, negatives, jnp.zeros(24, bool))),
+                             float(mil_nce(video, text)), rtol=1e-6)
+  # Masked rows get no gradient, and nothing is NaN.
+  grad = jax.grad(lambda n: mil_nce(video, text, n, jnp.asarray(valid)))(negatives)
+  assert np.all(np.isfinite(np.asarray(grad, np.float32)))
+  assert not np.any(np.asarray(grad, np.float32)[~valid])
+  with pytest.raises(ValueError, match="negatives"):
+    mil_nce(video, text, negatives[:, :8])
 
 
 def test_mil_nce_bf16_inputs_computed_in_float32():

@@ -132,6 +132,37 @@ def test_mmv_quick_training_lowers_the_loss():
   assert np.isfinite(history).all() and np.mean(history[-3:]) < history[0] - 0.5, history
 
 
+def test_caption_negatives_queue_fills_with_first_captions_and_adds_negatives():
+  config = mmv.get_config("quick")
+  b = config.batch_size
+  config.mmv.caption_negatives = 2 * b
+  method = build(config)
+  variables = nn.unbox(jax.jit(method.init)(jax.random.key(0)))
+  params = variables.pop("params")
+  queue = variables["caption_queue"]
+  assert queue["keys"].shape == (2 * b, config.data.max_caption_len) and not queue["keys"].any()
+  plain = mmv.get_config("quick")
+  without = {k: v for k, v in variables.items() if k != "caption_queue"}
+  batch = batch_of(config, b)
+  rng = jax.random.key(1)
+  loss = jax.jit(lambda p, s, batch: method.loss(p, s, batch, rng, 0))
+  loss_plain = jax.jit(lambda p, s, batch: build(plain).loss(p, s, batch, rng, 0))
+  # An empty queue adds nothing; the batch's first captions go into its oldest rows.
+  value, (metrics, state) = loss(params, variables, batch)
+  plain_value, (plain_metrics, _) = loss_plain(params, without, batch)
+  np.testing.assert_allclose(value, plain_value, rtol=1e-6)
+  np.testing.assert_array_equal(state["caption_queue"]["keys"][:b], batch["text"][:, 0])
+  assert not state["caption_queue"]["keys"][b:].any() and int(state["caption_queue"]["ptr"]) == b
+  # Filled rows are more negatives in every clip's denominator: the video-text loss grows.
+  other = batch_of(config, 3 * b)
+  filled = {**variables, "caption_queue": {"keys": jnp.asarray(other["text"][b:, 0]),
+                                           "ptr": jnp.zeros((), jnp.int32)}}
+  assert loss(params, filled, batch)[1][0]["loss_vt"] > plain_metrics["loss_vt"] + 1e-3
+  config.mmv.caption_negatives = b + 1
+  with pytest.raises(ValueError, match="multiple of the global batch"):
+    build(config)
+
+
 def test_unlabelled_data_trains_without_a_probe():
   # Converted real clips may come without labels (num_classes 0): no probe, loss unchanged.
   config = milnce.get_config("quick")

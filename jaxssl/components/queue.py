@@ -25,10 +25,10 @@ def init_queue(rng, size, dim):
 
 
 def enqueue(queue, keys):
-  """Writes the (B, D) `keys` (l2-normalised, not differentiated) over the oldest B rows."""
+  """Writes the (B, D) `keys` (not differentiated, in the queue's dtype) over the oldest B rows."""
   size, batch = queue["keys"].shape[0], keys.shape[0]
   check_size(size, batch)
   ptr = queue["ptr"]
-  new = jax.lax.dynamic_update_slice(queue["keys"], jax.lax.stop_gradient(keys).astype(jnp.float32),
-                                     (ptr, 0))
+  new = jax.lax.dynamic_update_slice(
+      queue["keys"], jax.lax.stop_gradient(keys).astype(queue["keys"].dtype), (ptr, 0))
   return {"keys": new, "ptr": (ptr + batch) % size}

@@ -16,14 +16,21 @@ Loss over the global batch (eq. 3): lambda_va * NCE(video_va, audio_va) + lambda
 MIL-NCE(video_vat, text_vat with K captions per clip), on L2-normalised embeddings whose dot
 products are divided by the temperature. Both terms use `losses.mil_nce` (NCE is its K = 1
 case): the clip's positive competes in one softmax with all pairs (v_i, a_j) and (v_j, a_i).
+With `mmv.caption_negatives` = Q > 0 (not in the paper; 0 by default), the first captions of the
+last Q / batch_size batches, kept as token ids in model_state["caption_queue"], are embedded again
+by the current text tower each step and join every clip's video-text denominator as negatives:
+more captions that differ from a clip's own in one word (e.g. only the shape), at the cost of
+embedding Q captions (the text tower is the cheapest), and never stale, unlike MoCo's stored keys.
 An online linear probe on the stop-gradient video features reports `probe_acc`.
 """
 import jax.numpy as jnp
 from flax import linen as nn
 
 from jaxssl import losses
+from jaxssl.components import queue as queue_lib
 from jaxssl.methods import _multimodal
 from jaxssl.models import heads
+from jaxssl.models.text import PAD_ID
 
 GRAPHS = ("shared", "disjoint", "fac")
 
@@ -85,7 +92,29 @@ class Method(_multimodal.MultimodalMethod):
         text_encoder=_multimodal.text_encoder(config), graph=args.graph, va_dim=args.va_dim,
         vat_dim=args.vat_dim, num_classes=data_info.num_classes,
         dtype=jnp.dtype(config.compute_dtype))
+    if args.caption_negatives:
+      queue_lib.check_size(args.caption_negatives, config.batch_size)
     super().__init__(config, data_info, net)
+
+  def init(self, rng):
+    variables = super().init(rng)
+    if self.config.mmv.caption_negatives:  # Token ids; all padding = not filled yet.
+      tokens = jnp.zeros((self.config.mmv.caption_negatives, self.config.data.max_caption_len),
+                         jnp.int32)
+      variables["caption_queue"] = {"keys": tokens, "ptr": jnp.zeros((), jnp.int32)}
+    return variables
+
+  def _caption_negatives(self, params, model_state, batch):
+    """The queue's captions embedded by the current text tower (so never stale, unlike
+    MoCo's stored keys: the text tower costs little), which rows are filled, and the queue
+    with this batch's first captions written over its oldest rows."""
+    queue = model_state["caption_queue"]
+    tokens = queue["keys"]
+    embedded = self.net.apply({"params": params}, train=True, text=tokens)["text_vat"]
+    valid = tokens[:, 0] != PAD_ID
+    # Unfilled rows embed to ~0, whose normalisation has an infinite gradient (NaN once masked).
+    embedded = jnp.where(valid[:, None], embedded, 1.0)
+    return losses.l2_normalize(embedded), valid, queue_lib.enqueue(queue, batch["text"][:, 0])
 
   def loss(self, params, model_state, batch, rng, step):
     del step
@@ -95,7 +124,11 @@ class Method(_multimodal.MultimodalMethod):
     video_va, video_vat = unit(out["video_va"]), unit(out["video_vat"])
     audio_va, text_vat = unit(out["audio_va"]), unit(out["text_vat"])
     loss_va = losses.mil_nce(video_va / args.temperature, audio_va[:, None])
-    loss_vt = losses.mil_nce(video_vat / args.temperature, text_vat)
+    negatives = valid = None
+    if args.caption_negatives:
+      negatives, valid, new_state["caption_queue"] = self._caption_negatives(
+          params, model_state, batch)
+    loss_vt = losses.mil_nce(video_vat / args.temperature, text_vat, negatives, valid)
     probe_loss, metrics = self.probe_loss(params, out["video_features"], batch["label"])
     metrics.update(
         loss_va=loss_va, loss_vt=loss_vt,
