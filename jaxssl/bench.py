@@ -15,8 +15,8 @@ method, optimizer, state and step are built by the functions training uses (`sou
                         steps take fresh batches, as training does)
   examples_per_s        batch_size / step time
   flops_per_step        XLA's cost analysis of the compiled step (augmentation, forward, backward,
-                        optimizer update); with model.scan_layers, of the same step unrolled
-                        (the analysis counts a loop body once)
+                        optimizer update); of a loop-free twin where the step has loops (the
+                        analysis counts a loop body once): model.scan_layers off, XLA attention
   utilisation           achieved FLOP/s / peak FLOP/s; the peak is a large matmul in the compute
                         dtype timed in the same run (float32 on CPU; bfloat16 on accelerators: MFU)
   compile_s             tracing, lowering and XLA compilation of the step (no persistent cache)
@@ -253,13 +253,17 @@ def measure(name, row, steps, warmup, compute_dtype, peak):
   step_s = statistics.median(times)
   flops = _flops(compiled.cost_analysis())
   memory, memory_source = _peak_memory()  # Before the unrolled compilation below adds to it.
-  if "model" in config and config.model.get("scan_layers"):
-    # XLA's cost analysis counts a loop's body once, not once per layer: take the FLOPs of the
-    # same step with the blocks unrolled (compiled from shapes only, never run).
+  if "while" in compiled.as_text():
+    # XLA's cost analysis counts a loop's body once, not once per iteration: take the FLOPs of
+    # the same step without the loops this code adds, blocks unrolled (model.scan_layers) and
+    # XLA's attention (CPU loops over examples: jaxssl.models.attention), compiled from shapes
+    # only, never run.
     from jaxssl import aot
-    unrolled = load_config(dataclasses.replace(
-        row, overrides={**row.overrides, "model.scan_layers": False}), compute_dtype)
-    with jax.set_mesh(mesh):
+    from jaxssl.models import attention
+    unrolled = dataclasses.replace(row, overrides={**row.overrides, "model.scan_layers": False})
+    unrolled = load_config(unrolled if "model" in config and "scan_layers" in config.model
+                           else row, compute_dtype)
+    with jax.set_mesh(mesh), attention.xla_everywhere():
       report = aot.compile_train_step(unrolled, mesh)[1]
     flops = report["flops_per_device"]  # Per device, as the compiled step's own analysis.
   examples_per_s = config.batch_size / step_s

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from jaxssl import models
-from jaxssl.models import LinearClassifier, MLPHead, ResNet, ViT
+from jaxssl.models import LinearClassifier, MLPHead, ResNet, ViT, attention
 
 # Logical axis names the sharding rules know about (see models' contract).
 LOGICAL_NAMES = {"embed", "mlp", "heads", "kv", "conv_t", "conv_h", "conv_w",
@@ -308,3 +308,29 @@ def test_posemb_sincos_2d_matches_reference():
 def test_build_encoder_rejects_bad_config(fields, match):
   with pytest.raises(ValueError, match=match):
     models.build_encoder(ml_collections.ConfigDict(fields))
+
+
+@pytest.mark.parametrize("batch", [1, 2, 5, 16])
+def test_looped_attention_matches_xla_forward_and_gradients(batch):
+  """The CPU attention (loop over examples, probabilities recomputed in the backward pass) is
+  jax.nn's softmax(q k^T / sqrt(d)) v, values and gradients, batch sharded over the 8 test
+  devices or not (16: two loop steps of one example per device)."""
+  q, k, v = (jax.random.normal(key, (batch, 9, 3, 8))
+             for key in jax.random.split(jax.random.key(batch), 3))
+  mesh = jax.sharding.Mesh(np.array(jax.devices()), ("data",))
+  spec = jax.sharding.PartitionSpec("data" if batch % jax.device_count() == 0 else None)
+  q, k, v = (jax.device_put(x, jax.sharding.NamedSharding(mesh, spec)) for x in (q, k, v))
+
+  def loss(fn):
+    return jax.jit(jax.value_and_grad(lambda *a: jnp.sum(jnp.sin(fn(*a))), argnums=(0, 1, 2)))
+
+  got_value, got_grads = loss(attention.looped_attention)(q, k, v)
+  want_value, want_grads = loss(jax.nn.dot_product_attention)(q, k, v)
+  np.testing.assert_allclose(got_value, want_value, rtol=1e-4)  # a sum of 3,456 terms
+  for got, want in zip(got_grads, want_grads):
+    np.testing.assert_allclose(got, want, atol=2e-5)
+  half = [x.astype(jnp.bfloat16) for x in (q, k, v)]
+  np.testing.assert_allclose(np.asarray(attention.looped_attention(*half), np.float32),
+                             np.asarray(jax.nn.dot_product_attention(q, k, v)), atol=3e-2)
+  with pytest.raises(NotImplementedError, match="mask"):
+    attention.dot_product_attention(q, k, v, mask=jnp.ones((batch, 1, 9, 9), bool))

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxssl.models import attention
+
 # (width, depth, num_heads). "mu" is a 4-block model for CPU smoke runs; the
 # others are the standard DeiT/ViT sizes.
 VARIANTS = {
@@ -133,9 +135,8 @@ class Encoder1DBlock(nn.Module):
             xavier, ("heads", "kv", "embed")),
         out_bias_init=nn.with_logical_partitioning(
             nn.initializers.zeros, ("embed",)),
-        # jax.nn's attention takes the same (B, T, heads, head_dim) layout and
-        # lets XLA (or an explicit cuDNN choice later) pick the fused kernel.
-        attention_fn=jax.nn.dot_product_attention,
+        # XLA's fused attention on accelerators, a cache-sized loop on CPU.
+        attention_fn=attention.dot_product_attention,
         name="attn")(y, y)
     x = x + nn.Dropout(self.dropout)(y, deterministic)
     y = _layer_norm(self.dtype, "ln2")(x)
