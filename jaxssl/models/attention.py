@@ -21,7 +21,9 @@ _XLA_EVERYWHERE = [False]
 @contextlib.contextmanager
 def xla_everywhere():
   """Steps traced inside use jax.nn's attention on every backend. XLA's cost analysis counts a
-  loop's body once, so `jaxssl.bench` counts a CPU step's FLOPs on such a trace."""
+  loop's body once, so `jaxssl.bench` counts a CPU step's FLOPs on such a trace. It changes how
+  a function is traced, not what jit has cached: trace a fresh jitted function inside it (as
+  `aot.compile_train_step` does, building its own step)."""
   _XLA_EVERYWHERE[0] = True
   try:
     yield
