@@ -7,6 +7,7 @@ silently added. Every field below has a fixed type: ml_collections refuses a wro
 import difflib
 import json
 
+import jax
 import ml_collections
 
 DATASETS = ("shapes", "digits", "fashion_mnist", "idx", "tfds", "avshapes", "av_records")
@@ -28,6 +29,9 @@ def base_config():
   c.ckpt_every = 200
   c.keep_checkpoints = 3
   c.compute_dtype = "float32"  # accelerator variants set bfloat16
+  # CPU only (`compiler_options`): XLA hands dots and convolutions to YNNPACK. Measured on the
+  # 2-core CPU: a ResNet-18 SimCLR step 2x faster; matmul-only steps (ViTs) ~4% slower.
+  c.cpu_ynnpack = True
   c.init_from = ""  # a workdir whose encoder initialises this run (probes, fine-tuning)
   c.nan_policy = "stop"  # "stop": fail naming the step; "skip": drop the update and go on
   c.overwrite = False  # a workdir holding a run of another config: delete it (else refuse)
@@ -92,6 +96,21 @@ def base_config():
 RESUMABLE_PREFIXES = ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints",
                       "nan_policy", "init_from", "mesh.", "eval.", "data.num_workers",
                       "data.bad_records", "overwrite")
+
+
+def compiler_options(config):
+  """XLA compile options of the jitted train step, state init and embedding functions, or None
+  for XLA's defaults (also for config None: a method without one). Per jit rather than through XLA_FLAGS, so a config decides for itself in any
+  process, also one whose backend is already running (tests, notebooks).
+
+  cpu_ynnpack: XLA:CPU emits convolutions as loops that reach ~25% of the matmul peak here;
+  routed to YNNPACK (XNNPACK's successor, an experimental XLA option) a ResNet's convolution
+  gradients run ~4x faster. YNNPACK's matmuls are a little slower than XLA's own, hence the knob.
+  Ignored on accelerators.
+  """
+  if config is not None and config.get("cpu_ynnpack", False) and jax.default_backend() == "cpu":
+    return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+  return None
 
 
 def _flatten(tree, prefix=""):

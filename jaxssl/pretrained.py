@@ -28,7 +28,7 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxssl import checkpoint, methods, sharding
+from jaxssl import checkpoint, config_base, methods, sharding
 from jaxssl.data import pipeline, text
 from jaxssl.evaluators import batching
 
@@ -123,7 +123,8 @@ class Pretrained:
       fn = lambda p, s, batch: self.method.embed_modalities(p, s, **batch)  # noqa: E731
     else:
       fn = lambda p, s, batch: {"features": self.method.embed(p, s, batch["image"])}  # noqa: E731
-    self._embed = jax.jit(fn, out_shardings=replicated)
+    self._embed = jax.jit(fn, out_shardings=replicated,
+                          compiler_options=config_base.compiler_options(config))
 
   def embed(self, x, modality=None, batch_size=None, output=None) -> np.ndarray:
     """(N, D) float32 features of N inputs of `modality` (see the module docstring)."""

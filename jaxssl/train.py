@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from jaxssl import checkpoint, evaluators, methods, optim, pretrained, reporting, sharding
+from jaxssl import checkpoint, config_base, evaluators, methods, optim, pretrained, reporting, sharding
 from jaxssl import workdir as workdir_lib
 from jaxssl.data import pipeline, sources
 
@@ -68,7 +68,9 @@ def create_state(method, tx, mesh, seed):
       # Optimizer moments mirror the params they belong to, so they take the params' layout.
       opt_state=optax.tree_map_params(tx, lambda _, s: s, abstract["opt_state"], params_sh,
                                       transform_non_params=lambda _: sharding.replicated(mesh)))
-  return jax.jit(init, out_shardings=shardings), abstract, shardings
+  options = config_base.compiler_options(getattr(method, "config", None))
+  return (jax.jit(init, out_shardings=shardings, compiler_options=options), abstract,
+          shardings)
 
 
 def make_train_step(method, tx, schedule, state_shardings, mesh, seed, donate=True):
@@ -101,7 +103,8 @@ def make_train_step(method, tx, schedule, state_shardings, mesh, seed, donate=Tr
   data_sh = sharding.batch_sharding(mesh, 1)  # only the leading axis matters for the prefix
   return jax.jit(train_step, in_shardings=(state_shardings, data_sh),
                  out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=0 if donate else ())
+                 donate_argnums=0 if donate else (),
+                 compiler_options=config_base.compiler_options(getattr(method, "config", None)))
 
 
 def _check_finite(state, nan_policy, metrics):

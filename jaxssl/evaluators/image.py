@@ -11,7 +11,7 @@ gets classifier/top1: its own head's accuracy on the held-out images. A masked a
 import jax
 import numpy as np
 
-from jaxssl import sharding
+from jaxssl import config_base, sharding
 from jaxssl.data import pipeline
 from jaxssl.evaluators import batching, knn, linear, plots
 
@@ -28,7 +28,8 @@ class Evaluator:
     self.num_classes = train_source.num_classes
     self.class_names = train_source.class_names
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
-    self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh))
+    self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh),
+                          compiler_options=config_base.compiler_options(config))
     self._classify = (jax.jit(method.classify, out_shardings=sharding.replicated(mesh))
                       if hasattr(method, "classify") else None)
     self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))

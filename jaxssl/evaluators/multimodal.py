@@ -28,7 +28,7 @@ video)`, VideoMAE), plots/reconstructions.png.
 import jax
 import numpy as np
 
-from jaxssl import sharding
+from jaxssl import config_base, sharding
 from jaxssl.data import pipeline
 from jaxssl.evaluators import batching, linear, plots, retrieval
 
@@ -64,7 +64,8 @@ class Evaluator:
       self.prompt_class = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
     self._embed = jax.jit(lambda p, s, batch: method.embed_modalities(p, s, **batch),
-                          out_shardings=sharding.replicated(mesh))
+                          out_shardings=sharding.replicated(mesh),
+                          compiler_options=config_base.compiler_options(config))
     self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))
                          if hasattr(method, "reconstruct") else None)
 
