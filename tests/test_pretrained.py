@@ -126,7 +126,9 @@ np.savez({str(tmp_path / "out.npz")!r}, image=s.embed(x["images"]), video=m.embe
   # (XLA blocks a batch of 5 and a per-device batch of 1 differently).
   mine, theirs = jaxssl.load(simclr_dir), jaxssl.load(mmv_dir)
   close = dict(rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(out["image"], mine.embed(images), **close)
+  # YNNPACK's convolutions (cpu_ynnpack) also sum in an order that depends on the batch's size:
+  # measured up to 2.5e-5 relative on the ResNet's features.
+  np.testing.assert_allclose(out["image"], mine.embed(images), rtol=1e-4, atol=1e-5)
   # The clip towers amplify that rounding (per-image standardisation divides by each frame's
   # std, the log-mel takes logs of small energies): measured up to 1e-4 relative.
   for modality in ("video", "audio"):
