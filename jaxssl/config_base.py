@@ -91,11 +91,12 @@ def base_config():
   return c
 
 
-# Keys a resumed run may change: they affect the schedule of side effects, the layout over devices
-# or the evaluation, never the trained numbers up to the restored step.
+# Keys a resumed run may change: they affect the schedule of side effects, the layout over devices,
+# the kernels (float rounding only) or the evaluation, never the trained numbers up to the
+# restored step. (cpu_ynnpack also lets runs saved before the key existed resume.)
 RESUMABLE_PREFIXES = ("total_steps", "log_every", "eval_every", "ckpt_every", "keep_checkpoints",
                       "nan_policy", "init_from", "mesh.", "eval.", "data.num_workers",
-                      "data.bad_records", "overwrite")
+                      "data.bad_records", "overwrite", "cpu_ynnpack")
 
 
 def compiler_options(config):

@@ -56,13 +56,14 @@ def test_train_checkpoint_evaluate_and_rerun_is_a_no_op(tmp_path, capsys):
   assert [s for s, _ in _losses(tmp_path)] == [2, 4, 6]
 
   # Another dataset in the same workdir would mix two runs: refused, naming the key; extending
-  # total_steps or changing the evaluation is a resume, not another run.
+  # total_steps, changing the evaluation or the CPU kernels (float rounding) is a resume, not
+  # another run.
   other = _quick()
   other.dataset = "digits"
   with pytest.raises(ValueError, match="dataset: 'shapes' -> 'digits'"):
     train.train_and_evaluate(other, str(tmp_path), mesh)
   extended = _quick()
-  extended.total_steps, extended.eval.knn_k = 8, 5
+  extended.total_steps, extended.eval.knn_k, extended.cpu_ynnpack = 8, 5, False
   assert not config_base.resume_differences(json.load(open(tmp_path / "config.json")), extended)
 
 
