@@ -100,9 +100,10 @@ RESUMABLE_PREFIXES = ("total_steps", "log_every", "eval_every", "ckpt_every", "k
 
 
 def compiler_options(config):
-  """XLA compile options of the jitted train step, state init and embedding functions, or None
-  for XLA's defaults (also for config None: a method without one). Per jit rather than through XLA_FLAGS, so a config decides for itself in any
-  process, also one whose backend is already running (tests, notebooks).
+  """XLA compile options of the jitted train step, state init and evaluation functions, or None
+  for XLA's defaults (also for config None: a method without one). Per jit rather than through
+  XLA_FLAGS, so a config decides for itself in any process, also one whose backend is already
+  running (tests, notebooks).
 
   cpu_ynnpack: XLA:CPU emits convolutions as loops that reach ~25% of the matmul peak here;
   routed to YNNPACK (XNNPACK's successor, an experimental XLA option) a ResNet's convolution

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import optax
 from flax import linen as nn
 
-from jaxssl import checkpoint, config_base, evaluators, methods, optim, pretrained, reporting, sharding
+from jaxssl import (checkpoint, config_base, evaluators, methods, optim, pretrained, reporting,
+                    sharding)
 from jaxssl import workdir as workdir_lib
 from jaxssl.data import pipeline, sources
 

@@ -8,6 +8,8 @@ A method that also classifies (`classify(params, model_state, images)` -> logits
 gets classifier/top1: its own head's accuracy on the held-out images. A masked autoencoder
 (`reconstruct(params, model_state, images)`) gets plots/reconstructions.png at every evaluation.
 """
+import functools
+
 import jax
 import numpy as np
 
@@ -28,12 +30,11 @@ class Evaluator:
     self.num_classes = train_source.num_classes
     self.class_names = train_source.class_names
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
-    self._embed = jax.jit(method.embed, out_shardings=sharding.replicated(mesh),
-                          compiler_options=config_base.compiler_options(config))
-    self._classify = (jax.jit(method.classify, out_shardings=sharding.replicated(mesh))
-                      if hasattr(method, "classify") else None)
-    self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))
-                         if hasattr(method, "reconstruct") else None)
+    jit = functools.partial(jax.jit, out_shardings=sharding.replicated(mesh),
+                            compiler_options=config_base.compiler_options(config))
+    self._embed = jit(method.embed)
+    self._classify = jit(method.classify) if hasattr(method, "classify") else None
+    self._reconstruct = jit(method.reconstruct) if hasattr(method, "reconstruct") else None
 
   def features(self, params, model_state, images):
     """(N, D) float32 host features of uint8 images (N, H, W, 3)."""

@@ -25,6 +25,8 @@ Figures: plots/retrievals.png (example text->video retrievals), plots/embeddings
 features coloured by class) and, for a masked autoencoder (`reconstruct(params, model_state,
 video)`, VideoMAE), plots/reconstructions.png.
 """
+import functools
+
 import jax
 import numpy as np
 
@@ -63,11 +65,10 @@ class Evaluator:
                                                  self.test["text"].shape[-1])
       self.prompt_class = np.repeat(np.arange(len(groups)), [len(g) for g in groups])
     self.batch_size = batching.round_batch_size(config.eval.batch_size, mesh)
-    self._embed = jax.jit(lambda p, s, batch: method.embed_modalities(p, s, **batch),
-                          out_shardings=sharding.replicated(mesh),
-                          compiler_options=config_base.compiler_options(config))
-    self._reconstruct = (jax.jit(method.reconstruct, out_shardings=sharding.replicated(mesh))
-                         if hasattr(method, "reconstruct") else None)
+    jit = functools.partial(jax.jit, out_shardings=sharding.replicated(mesh),
+                            compiler_options=config_base.compiler_options(config))
+    self._embed = jit(lambda p, s, batch: method.embed_modalities(p, s, **batch))
+    self._reconstruct = jit(method.reconstruct) if hasattr(method, "reconstruct") else None
 
   def embed(self, params, model_state, arrays) -> dict:
     """{key: (N, D) float32} of embed_modalities over host arrays {video, audio, text}."""
