@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from jaxssl.data import avshapes, text
+from jaxssl.data import avshapes, avshapes_audio, text
 
 _NUM = 1000  # Clips shared by the statistical tests (~2 s to render).
 _FACTORS = ("label", "motion", "colour", "size", "speed", "background")
@@ -130,6 +130,15 @@ def _harmonic_ratios(audio, rate=8000):
   return np.stack([np.log(at(k * f0) / at(f0) + 1e-9) for k in (2, 3, 4)], 1)
 
 
+def _resonance_colour(audio, rate=8000):
+  """The colour whose resonance (avshapes_audio.RESONANCE_HZ, +-1 semitone) peaks highest."""
+  power = np.abs(np.fft.rfft(audio * np.hanning(audio.shape[-1]), axis=-1)) ** 2
+  freqs = np.fft.rfftfreq(audio.shape[-1], 1 / rate)
+  peaks = [power[:, np.abs(np.log2(np.maximum(freqs, 1.0) / hz)) < 1 / 12].max(-1)
+           for hz in avshapes_audio.RESONANCE_HZ]
+  return np.argmax(np.stack(peaks, 1), 1)
+
+
 def _envelope(audio, rate=8000, hop=0.01):
   """Log RMS envelope in 10 ms hops, minus its mean (loudness-free)."""
   h = int(rate * hop)
@@ -138,11 +147,10 @@ def _envelope(audio, rate=8000, hop=0.01):
 
 
 def test_sound_identifies_class_colour_size_and_speed(clips):
-  """What a listener can read off the audio: class (pitch), colour (timbre), size (ring time),
-  speed (rattle rate). Simple fixed features, 800 clips fit / 200 held out."""
+  """What a listener can read off the audio: class (pitch), colour (harmonic profile; resonance),
+  size (ring time), speed (rattle rate). Simple fixed features, 800 clips fit / 200 held out."""
   from sklearn.linear_model import LogisticRegression
   from sklearn.neighbors import KNeighborsClassifier
-  from jaxssl.data import avshapes_audio
   audio = np.stack([c["audio"] for c in clips])
   y = {k: np.array([c[k] for c in clips]) for k in _FACTORS}
   n_fit = 800
@@ -153,13 +161,15 @@ def test_sound_identifies_class_colour_size_and_speed(clips):
   harmonics, envelope = _harmonic_ratios(audio), _envelope(audio)
   scores["colour"] = KNeighborsClassifier(10).fit(harmonics[:n_fit], y["colour"][:n_fit]).score(
       harmonics[n_fit:], y["colour"][n_fit:])
+  scores["resonance"] = float(np.mean(_resonance_colour(audio[n_fit:]) == y["colour"][n_fit:]))
   for key in ("size", "speed"):
     probe = LogisticRegression(max_iter=2000).fit(envelope[:n_fit], y[key][:n_fit])
     scores[key] = probe.score(envelope[n_fit:], y[key][n_fit:])
   print("\naudio: class (nearest base pitch to the fundamental) {label:.3f}, colour (10-NN on harmonic "
-        "ratios) {colour:.3f}, size / speed (logistic on the envelope) {size:.3f} / "
-        "{speed:.3f}; chance 0.1 / 0.125 / 0.5 / 0.5".format(**scores))
-  assert scores["label"] > 0.8 and scores["colour"] > 0.8
+        "ratios) {colour:.3f}, colour (the loudest resonance) {resonance:.3f}, size / speed "
+        "(logistic on the envelope) {size:.3f} / {speed:.3f}; chance 0.1 / 0.125 / 0.125 / 0.5 / "
+        "0.5".format(**scores))
+  assert scores["label"] > 0.8 and scores["colour"] > 0.8 and scores["resonance"] > 0.7
   assert scores["size"] > 0.7 and scores["speed"] > 0.65
 
 

@@ -8,7 +8,7 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import aot, augment, methods, sharding
+from jaxssl import aot, augment, losses, methods, sharding
 from jaxssl.data import avshapes
 from jaxssl.methods import _multimodal
 from sharded_loss import loss_metrics_grads, trace_train_step
@@ -161,6 +161,25 @@ def test_caption_negatives_queue_fills_with_first_captions_and_adds_negatives():
   config.mmv.caption_negatives = b + 1
   with pytest.raises(ValueError, match="multiple of the global batch"):
     build(config)
+
+
+def test_mmv_terms_use_their_own_temperatures():
+  """mmv.temperature_va scales the video-audio NCE and mmv.temperature the video-text MIL-NCE,
+  each recomputed here from the model's embeddings with `losses.mil_nce`."""
+  config = mmv.get_config("quick")
+  config.mmv.temperature, config.mmv.temperature_va = 0.3, 0.05
+  method = build(config)
+  variables = nn.unbox(jax.jit(method.init)(jax.random.key(0)))
+  params = variables.pop("params")
+  batch = batch_of(config, 4)
+  rng = jax.random.key(1)
+  _, (metrics, _) = jax.jit(lambda p, s, b: method.loss(p, s, b, rng, 0))(params, variables, batch)
+  out, _ = method.forward(params, variables, method.train_inputs(rng, batch))
+  unit = losses.l2_normalize
+  loss_va = losses.mil_nce(unit(out["video_va"]) / 0.05, unit(out["audio_va"])[:, None])
+  loss_vt = losses.mil_nce(unit(out["video_vat"]) / 0.3, unit(out["text_vat"]))
+  np.testing.assert_allclose(metrics["loss_va"], loss_va, rtol=1e-4)
+  np.testing.assert_allclose(metrics["loss_vt"], loss_vt, rtol=1e-4)
 
 
 def test_unlabelled_data_trains_without_a_probe():

@@ -14,7 +14,8 @@ for disjoint) linear with BatchNorm after it. (The output BatchNorms have no sca
 
 Loss over the global batch (eq. 3): lambda_va * NCE(video_va, audio_va) + lambda_vt *
 MIL-NCE(video_vat, text_vat with K captions per clip), on L2-normalised embeddings whose dot
-products are divided by the temperature. Both terms use `losses.mil_nce` (NCE is its K = 1
+products are divided by the temperature (mmv.temperature_va for VA, mmv.temperature for VT;
+the paper uses one, 0.07). Both terms use `losses.mil_nce` (NCE is its K = 1
 case): the clip's positive competes in one softmax with all pairs (v_i, a_j) and (v_j, a_i).
 With `mmv.caption_negatives` = Q > 0 (not in the paper; 0 by default), the first captions of the
 last Q / batch_size batches, kept as token ids in model_state["caption_queue"], are embedded again
@@ -123,7 +124,7 @@ class Method(_multimodal.MultimodalMethod):
     unit = losses.l2_normalize
     video_va, video_vat = unit(out["video_va"]), unit(out["video_vat"])
     audio_va, text_vat = unit(out["audio_va"]), unit(out["text_vat"])
-    loss_va = losses.mil_nce(video_va / args.temperature, audio_va[:, None])
+    loss_va = losses.mil_nce(video_va / args.temperature_va, audio_va[:, None])
     negatives = valid = None
     if args.caption_negatives:
       negatives, valid, new_state["caption_queue"] = self._caption_negatives(
