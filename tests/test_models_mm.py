@@ -59,7 +59,7 @@ def test_video_encoder_mixes_frames_within_a_clip_only(tiny_video):
   np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)
 
 
-def test_3d_stem_is_a_conv_over_neighbouring_frames():
+def test_3d_stem_is_a_conv_over_neighbouring_frames_with_nn_conv_gradients():
   enc = video.VideoEncoder(depth=10, width=8, stem="small", stem_frames=3)
   x = jax.random.uniform(jax.random.key(1), (2, 4, 16, 16, 3))
   variables = nn.unbox(enc.init(jax.random.key(0), x, train=False))
@@ -68,7 +68,7 @@ def test_3d_stem_is_a_conv_over_neighbouring_frames():
   # Its output at frame t is the numpy sum over frames t-1..t+1 (zero past the clip's ends).
   _, state = enc.apply(variables, x, train=False, capture_intermediates=True)
   (got,) = state["intermediates"]["tsm_resnet"]["stem_conv"]["__call__"]
-  got = np.asarray(got)
+  got = np.asarray(got).reshape(2, 4, 8, 8, 8)
   padded = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (1, 1), (0, 0)))
   want = np.zeros_like(got)
   for dt in range(3):
@@ -77,6 +77,17 @@ def test_3d_stem_is_a_conv_over_neighbouring_frames():
         window = padded[:, dt:dt + 4, dy:dy + 16:2, dx:dx + 16:2]
         want += window @ np.asarray(kernel[dt, dy, dx])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+  # It runs as a 2D conv over stacked frames (resnet.FrameStackConv); its gradients are those
+  # of flax's 3D conv with the same kernel.
+  stem = resnet.FrameStackConv(8, 3, 2, time=3, num_frames=4)
+  conv3d = nn.Conv(8, (3, 3, 3), strides=(1, 2, 2), padding=[(1, 1)] * 3, use_bias=False)
+  frames = x.reshape(8, 16, 16, 3)
+  losses = (lambda k, f: jnp.sum(jnp.sin(stem.apply({"params": {"kernel": k}}, f))),
+            lambda k, f: jnp.sum(jnp.sin(conv3d.apply({"params": {"kernel": k}},
+                                                      f.reshape(2, 4, 16, 16, 3)))))
+  got, want = (jax.grad(loss, (0, 1))(kernel, frames) for loss in losses)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * np.abs(w).max())
   with pytest.raises(ValueError, match="stem_frames=3 needs clips"):
     resnet.ResNet(10, 8, "small", stem_frames=3)
 
