@@ -336,6 +336,42 @@ def test_looped_attention_matches_xla_forward_and_gradients(batch):
     attention.dot_product_attention(q, k, v, mask=jnp.ones((batch, 1, 9, 9), bool))
 
 
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_self_attention_is_flax_multi_head_attention_with_its_parameters(dtype):
+  """attention.SelfAttention initialises the very parameters of flax's MultiHeadDotProductAttention
+  (tree, shapes, values, logical axes) and computes the same outputs and gradients from them."""
+  x = jax.random.normal(jax.random.key(0), (3, 7, 24))
+  xavier = nn.initializers.xavier_uniform()
+  flax_attention = nn.MultiHeadDotProductAttention(
+      num_heads=4, dtype=dtype, param_dtype=jnp.float32,
+      kernel_init=nn.with_logical_partitioning(xavier, ("embed", "heads", "kv")),
+      bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("heads", "kv")),
+      out_kernel_init=nn.with_logical_partitioning(xavier, ("heads", "kv", "embed")),
+      out_bias_init=nn.with_logical_partitioning(nn.initializers.zeros, ("embed",)),
+      attention_fn=attention.dot_product_attention)
+  ours = attention.SelfAttention(4, dtype)
+  want_params = flax_attention.init(jax.random.key(1), x, x)
+  got_params = ours.init(jax.random.key(1), x)
+  is_boxed = lambda leaf: isinstance(leaf, nn.Partitioned)  # noqa: E731
+  assert (jax.tree.map(lambda p: p.names, got_params, is_leaf=is_boxed)
+          == jax.tree.map(lambda p: p.names, want_params, is_leaf=is_boxed))
+  jax.tree.map(np.testing.assert_array_equal, nn.unbox(got_params), nn.unbox(want_params))
+  # Random biases too, so that a bias applied in the wrong place would show.
+  params = jax.tree.map(lambda p: jax.random.normal(jax.random.key(p.size), p.shape),
+                        nn.unbox(want_params))
+  got, got_grads = jax.value_and_grad(
+      lambda p, x: jnp.sum(jnp.sin(ours.apply(p, x).astype(jnp.float32))), (0, 1))(params, x)
+  want, want_grads = jax.value_and_grad(
+      lambda p, x: jnp.sum(jnp.sin(flax_attention.apply(p, x, x).astype(jnp.float32))),
+      (0, 1))(params, x)
+  tol = 1e-5 if dtype == jnp.float32 else 5e-2
+  np.testing.assert_allclose(got, want, rtol=tol, atol=tol * 10)
+  jax.tree.map(lambda g, w: np.testing.assert_allclose(g, w, rtol=tol, atol=tol * 10),
+               got_grads, want_grads)
+  with pytest.raises(ValueError, match="divisible"):
+    attention.SelfAttention(5).init(jax.random.key(1), x)
+
+
 def test_cpu_ynnpack_matches_xla_and_is_deterministic():
   """`cpu_ynnpack` (config_base.compiler_options) routes a ResNet's convolutions and dots to
   YNNPACK on CPU: its loss and gradients match XLA's own code, in float32 and bf16, and a rerun

@@ -7,10 +7,16 @@ caches. There, `looped_attention` goes through the batch a few examples at a tim
 fit in cache) and its backward pass recomputes the probabilities instead of storing them, as
 flash attention does. Measured on the 2-core CPU, MAE's decoder shape (batch 16, 197 tokens, 16
 heads of 32), forward + backward: 151 ms -> 87 ms (PyTorch's fused CPU kernel: 56 ms).
+
+`SelfAttention` is flax's `nn.MultiHeadDotProductAttention` for self-attention with the same
+parameters (names, shapes, initial values, logical axes), its projections run as plain 2D
+matmuls.
 """
 import contextlib
 import math
+from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
@@ -105,3 +111,60 @@ def _bwd(residuals, d_out):
 
 
 looped_attention.defvjp(_fwd, _bwd)
+
+
+class _Projection(nn.Module):
+  """A kernel of shape in_shape + out_shape and a bias of shape out_shape, stored as flax's
+  `nn.DenseGeneral` stores them (Xavier-uniform over the flattened (in, out) kernel, zero bias),
+  applied as one (N, in) x (in, out) matmul: flax's dot_general over the unflattened kernel ran
+  the MAE decoder's projections at about half the matmul peak on CPU."""
+  in_shape: tuple[int, ...]
+  out_shape: tuple[int, ...]
+  kernel_axes: tuple[str, ...]
+  bias_axes: tuple[str, ...]
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    n_in, n_out = math.prod(self.in_shape), math.prod(self.out_shape)
+
+    def kernel_init(rng, shape, dtype):
+      return nn.initializers.xavier_uniform()(rng, (n_in, n_out), dtype).reshape(shape)
+
+    kernel = self.param("kernel", nn.with_logical_partitioning(kernel_init, self.kernel_axes),
+                        self.in_shape + self.out_shape, jnp.float32)
+    bias = self.param("bias", nn.with_logical_partitioning(nn.initializers.zeros, self.bias_axes),
+                      self.out_shape, jnp.float32)
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel.reshape(n_in, n_out), bias.reshape(n_out),
+                                              dtype=self.dtype)
+    return x @ kernel + bias
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention over (B, T, width) tokens: `nn.MultiHeadDotProductAttention(
+  num_heads, xavier_uniform kernels, zero biases)(x, x)` with `dot_product_attention` and the
+  parameters query, key, value {kernel (width, heads, head_dim), bias (heads, head_dim)} and
+  out {kernel (heads, head_dim, width), bias (width,)}, logical axes embed/heads/kv, so
+  checkpoints and sharding rules are the same. Measured on the 2-core CPU, MAE's decoder block
+  (batch 16, 197 tokens, width 512): the four projections' forward + backward 152 -> 132 ms
+  (PyTorch's Linear layers: 130 ms); the MAE ViT-Tiny step 5.41-5.63 -> 5.22-5.27 s."""
+  num_heads: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    b, t, width = x.shape
+    if width % self.num_heads:
+      raise ValueError(f"width {width} is not divisible by num_heads={self.num_heads}")
+    heads = (self.num_heads, width // self.num_heads)
+    tokens = x.reshape(b * t, width)
+
+    def project(name):
+      out = _Projection((width,), heads, ("embed", "heads", "kv"), ("heads", "kv"), self.dtype,
+                        name=name)(tokens)
+      return out.reshape((b, t) + heads)
+
+    y = dot_product_attention(project("query"), project("key"), project("value"))
+    out = _Projection(heads, (width,), ("heads", "kv", "embed"), ("embed",), self.dtype,
+                      name="out")(y.reshape(b * t, width))
+    return out.reshape(b, t, width)

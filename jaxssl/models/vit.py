@@ -123,21 +123,10 @@ class Encoder1DBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, deterministic: bool):
-    xavier = nn.initializers.xavier_uniform()
     y = _layer_norm(self.dtype, "ln1")(x)
-    y = nn.MultiHeadDotProductAttention(
-        num_heads=self.num_heads, dtype=self.dtype, param_dtype=jnp.float32,
-        kernel_init=nn.with_logical_partitioning(
-            xavier, ("embed", "heads", "kv")),
-        bias_init=nn.with_logical_partitioning(
-            nn.initializers.zeros, ("heads", "kv")),
-        out_kernel_init=nn.with_logical_partitioning(
-            xavier, ("heads", "kv", "embed")),
-        out_bias_init=nn.with_logical_partitioning(
-            nn.initializers.zeros, ("embed",)),
-        # XLA's fused attention on accelerators, a cache-sized loop on CPU.
-        attention_fn=attention.dot_product_attention,
-        name="attn")(y, y)
+    # flax's MultiHeadDotProductAttention's parameters; XLA's fused attention on accelerators,
+    # a cache-sized loop on CPU.
+    y = attention.SelfAttention(self.num_heads, self.dtype, name="attn")(y)
     x = x + nn.Dropout(self.dropout)(y, deterministic)
     y = _layer_norm(self.dtype, "ln2")(x)
     y = MlpBlock(self.mlp_dim, self.dropout, self.dtype, name="mlp")(
