@@ -64,6 +64,9 @@ def base_config():
   c.data.num_captions = 3  # K captions per clip (MIL-NCE's positive candidates)
   c.data.max_caption_len = 20  # tokens per caption, right-padded with 0
   c.data.vocab_size = 0  # text encoders' table size (set by text configs); must cover the data's
+  # avshapes: clips in scenes of this many (1: independent clips) that differ only in the
+  # object's class and the nuisances; batches keep a scene's clips together (hard negatives).
+  c.data.scene_size = 1
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "lars"
@@ -180,6 +183,9 @@ def validate(config, num_devices, num_processes=1):
       raise ValueError(f"config.data.{key}={config.data[key]} must be positive")
   if config.data.fps <= 0:
     raise ValueError(f"config.data.fps={config.data.fps} must be positive")
+  if config.data.scene_size != 1 and config.dataset != "avshapes":
+    raise ValueError(f"config.data.scene_size={config.data.scene_size} is for the generated "
+                     f"avshapes clips; config.dataset={config.dataset!r} has no scenes (set 1)")
   for key in ("num_train", "num_test", "batch_size", "prompts_per_class"):
     if config.eval[key] <= 0:
       raise ValueError(f"config.eval.{key}={config.eval[key]} must be positive")

@@ -111,6 +111,23 @@ def test_global_batch_indices_visit_every_record_once_per_epoch():
   assert not np.array_equal(again, other_seed)
 
 
+def test_global_batch_indices_keep_groups_whole_and_in_order():
+  # 12 records in groups of 3, batches of 6: each batch holds two whole groups, each epoch
+  # visits every record once, and the groups' order reshuffles between epochs.
+  kwargs = dict(global_batch=6, num_records=12, seed=7, group_size=3)
+  stream = np.concatenate([pipeline.global_batch_indices(s, **kwargs) for s in range(8)])
+  groups = stream.reshape(-1, 3)
+  np.testing.assert_array_equal(groups % 3, np.tile(np.arange(3), (len(groups), 1)))
+  np.testing.assert_array_equal(np.ptp(groups // 3, axis=1), 0)
+  epochs = stream.reshape(4, 12)
+  for epoch in epochs:
+    np.testing.assert_array_equal(np.sort(epoch), np.arange(12))
+  assert len({tuple(e) for e in epochs}) > 1
+  for bad in (dict(num_records=13), dict(global_batch=4)):
+    with pytest.raises(ValueError, match="groups of 3"):
+      pipeline.global_batch_indices(0, **{**kwargs, **bad})
+
+
 def test_train_dataset_slices_are_independent_of_process_count(digits):
   kwargs = dict(global_batch=8, seed=3, image_size=32)
   whole = pipeline.train_dataset(digits, **kwargs)[5]

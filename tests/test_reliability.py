@@ -176,7 +176,8 @@ def test_bad_configs_fail_at_start_naming_the_key():
   checks = ((dict(batch_size=12), 8, "batch_size=12 must be a positive multiple of the device count"),
             (dict(dataset="shape"), 1, 'unknown.*did you mean "shapes"'),
             ({"data.bad_records": "ignore"}, 1, "use skip or strict"),
-            (dict(input_norm="per_image+mean"), 1, "is for the clip methods"))
+            (dict(input_norm="per_image+mean"), 1, "is for the clip methods"),
+            ({"data.scene_size": 4}, 1, "scene_size=4 is for the generated avshapes clips"))
   for overrides, num_devices, match in checks:
     with pytest.raises(ValueError, match=match):
       config_base.validate(_quick(**overrides), num_devices)

@@ -36,6 +36,14 @@ Generative factors, drawn from `default_rng([seed, split, index, _STREAM])` (cli
   sound      see `avshapes_audio`.
   pixel noise uniform, std up to 0.04.
   captions   `num_captions` distinct phrasings (templates x determiners x synonyms).
+
+Scenes (`scene_size` > 1, default 1): clips index // scene_size * scene_size onwards share every
+draw above from `default_rng([seed, split, scene, _STREAM, 2])` (background and its texture,
+colour, size, speed, motion, trajectory, event instants, sound) except the object's class, one
+of a scene permutation of the classes, and the nuisances (`_CLIP_UNIFORMS`). A scene's clips are
+then told apart by the class alone, and the input pipeline keeps them in one batch, so every
+clip meets hard negatives (among 1,000 test clips in scenes of 4, the factors without the class
+give text->video R@1 0.22 instead of 0.655).
 """
 import collections
 
@@ -68,6 +76,10 @@ _NUM_UNIFORMS = 72
 # The soundtrack's uniforms: 24 from the start, then the 3 after the distractor's.
 _AUDIO_UNIFORMS = list(range(19, 43)) + list(range(69, 72))
 assert len(_AUDIO_UNIFORMS) == avshapes_audio.NUM_UNIFORMS
+# The nuisances each clip of a scene draws for itself: rotation (6), pixel noise (7), the
+# sound's unrelated tone burst and loudness (39-42, 69-71), the colour's jitter (43-45) and the
+# distractor object (60-68).
+_CLIP_UNIFORMS = frozenset([6, 7, *range(39, 46), *range(60, 72)])
 VOCAB_SIZE = TOKENIZER.vocab_size
 DEFAULT_MAX_CAPTION_LEN = 20
 assert MAX_CAPTION_WORDS <= DEFAULT_MAX_CAPTION_LEN
@@ -158,8 +170,9 @@ def _background(b, name, s, t):
 
 def render_clip(seed: int, split: str, index: int, *, num_frames: int = 8, image_size: int = 32,
                 sample_rate: int = 8000, fps: float = 8.0, num_captions: int = 3,
-                max_caption_len: int = DEFAULT_MAX_CAPTION_LEN) -> dict:
-  """One clip; see the module docstring.
+                max_caption_len: int = DEFAULT_MAX_CAPTION_LEN, scene_size: int = 1) -> dict:
+  """One clip; see the module docstring. Clips index // scene_size * scene_size onwards form a
+  scene: they differ only in the object's class (distinct within the scene) and the nuisances.
 
   Returns video uint8 (T, S, S, 3), audio float32 (round(T / fps * sample_rate),), captions
   (list of num_captions str), text int32 (num_captions, max_caption_len), and, for evaluation
@@ -172,11 +185,19 @@ def render_clip(seed: int, split: str, index: int, *, num_frames: int = 8, image
     raise ValueError(f"avshapes needs image_size >= {shapes._MIN_IMAGE_SIZE}, got {s}")
   if not 1 <= num_captions <= 8:
     raise ValueError(f"num_captions must be in [1, 8], got {num_captions}")
+  if not 1 <= scene_size <= NUM_CLASSES:
+    raise ValueError(f"scene_size must be in [1, {NUM_CLASSES}], got {scene_size}")
   key = [seed, SPLIT_IDS[split], index, _STREAM]
   rng = np.random.default_rng(key)
   u = rng.random(_NUM_UNIFORMS).tolist()
   # Fixed slices per concern, so each factor's draw does not depend on the others' branches.
-  label, motion = int(u[0] * NUM_CLASSES), int(u[1] * NUM_MOTIONS)
+  label = int(u[0] * NUM_CLASSES)
+  if scene_size > 1:  # Every draw but the object's class and the nuisances is the scene's.
+    scene = np.random.default_rng([seed, SPLIT_IDS[split], index // scene_size, _STREAM, 2])
+    shared = scene.random(_NUM_UNIFORMS).tolist()
+    u = [u[i] if i in _CLIP_UNIFORMS else shared[i] for i in range(_NUM_UNIFORMS)]
+    label = int(scene.permutation(NUM_CLASSES)[index % scene_size])
+  motion = int(u[1] * NUM_MOTIONS)
   colour, big, fast = int(u[2] * NUM_COLOURS), int(u[8] * 2), int(u[9] * 2)
   allowed = _BACKGROUNDS_FOR[colour]
   background = allowed[int(u[10] * len(allowed))]
@@ -261,7 +282,7 @@ class AVShapesSource:
   """
 
   def __init__(self, seed, split, num_records, num_frames=8, image_size=32, sample_rate=8000,
-               num_captions=3, max_caption_len=DEFAULT_MAX_CAPTION_LEN, fps=8.0):
+               num_captions=3, max_caption_len=DEFAULT_MAX_CAPTION_LEN, fps=8.0, scene_size=1):
     if split not in SPLIT_IDS:
       raise ValueError(f"split must be one of {tuple(SPLIT_IDS)}, got {split!r}")
     if max_caption_len < MAX_CAPTION_WORDS:
@@ -271,6 +292,11 @@ class AVShapesSource:
     self.name, self.split, self.seed, self.num_records = "avshapes", split, seed, num_records
     self.num_frames, self.image_size, self.sample_rate = num_frames, image_size, sample_rate
     self.num_captions, self.max_caption_len, self.fps = num_captions, max_caption_len, fps
+    if not 1 <= scene_size <= NUM_CLASSES or num_records % scene_size:
+      raise ValueError(f"scene_size must be in [1, {NUM_CLASSES}] and divide the number of "
+                       f"records ({num_records}), got {scene_size}")
+    # The input pipeline keeps a scene's clips together in a batch (`pipeline.train_dataset`).
+    self.scene_size = self.group_size = scene_size
     self.class_names, self.num_classes = list(CLASS_NAMES), NUM_CLASSES
     self.motion_names, self.num_motions = list(MOTION_NAMES), NUM_MOTIONS
     self.tokenizer, self.vocab_size = TOKENIZER, VOCAB_SIZE
@@ -286,7 +312,8 @@ class AVShapesSource:
       raise IndexError(f"avshapes/{self.split} has {self.num_records} records, asked for {index}")
     clip = render_clip(self.seed, self.split, int(index), num_frames=self.num_frames,
                        image_size=self.image_size, sample_rate=self.sample_rate, fps=self.fps,
-                       num_captions=self.num_captions, max_caption_len=self.max_caption_len)
+                       num_captions=self.num_captions, max_caption_len=self.max_caption_len,
+                       scene_size=self.scene_size)
     return dict(video=clip["video"], audio=clip["audio"], text=clip["text"],
                 label=np.int32(clip["label"]), motion=np.int32(clip["motion"]))
 
@@ -301,7 +328,7 @@ class AVShapesSource:
     return (f"AVShapesSource(split={self.split!r}, num_records={self.num_records}, "
             f"seed={self.seed}, num_frames={self.num_frames}, image_size={self.image_size}, "
             f"sample_rate={self.sample_rate}, fps={self.fps}, num_captions={self.num_captions}, "
-            f"max_caption_len={self.max_caption_len})")
+            f"max_caption_len={self.max_caption_len}, scene_size={self.scene_size})")
 
 
 def source_from_config(split: str, data_config) -> AVShapesSource:
@@ -314,4 +341,5 @@ def source_from_config(split: str, data_config) -> AVShapesSource:
       data_config["seed"], split, data_config["num_train" if split == "train" else "num_test"],
       num_frames=get("num_frames", 8), image_size=data_config["image_size"],
       sample_rate=get("sample_rate", 8000), num_captions=get("num_captions", 3),
-      max_caption_len=get("max_caption_len", DEFAULT_MAX_CAPTION_LEN), fps=get("fps", 8.0))
+      max_caption_len=get("max_caption_len", DEFAULT_MAX_CAPTION_LEN), fps=get("fps", 8.0),
+      scene_size=get("scene_size", 1))

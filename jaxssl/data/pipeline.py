@@ -24,24 +24,32 @@ _MAX_STEPS = 2**40
 
 
 @functools.lru_cache(maxsize=4)
-def _epoch_permutation(seed, epoch, num_records):
-  """Record order of one epoch; cached because consecutive steps hit the same epoch."""
-  return np.random.default_rng([seed, epoch]).permutation(num_records)
+def _epoch_permutation(seed, epoch, num_groups):
+  """Group order of one epoch; cached because consecutive steps hit the same epoch."""
+  return np.random.default_rng([seed, epoch]).permutation(num_groups)
 
 
-def global_batch_indices(step: int, *, global_batch: int, num_records: int,
-                         seed: int) -> np.ndarray:
+def global_batch_indices(step: int, *, global_batch: int, num_records: int, seed: int,
+                         group_size: int = 1) -> np.ndarray:
   """Record indices (global_batch,) int64 of global batch `step`.
 
-  Position p = step * global_batch + j of the stream is record perm(seed, p // N)[p % N]: each
-  epoch visits every record once, in a fresh order.
+  Records come in groups of `group_size` consecutive indices (1: every record alone) that a
+  batch keeps whole and in order, e.g. avshapes' scenes, whose clips are each other's hard
+  negatives. Position p = step * global_batch + j of the stream is member p % G of group
+  perm(seed, q // M)[q % M], q = p // G, M = num_records // G groups: each epoch visits every
+  record once, in a fresh order of groups.
   """
-  pos = step * global_batch + np.arange(global_batch, dtype=np.int64)
-  epoch, offset = np.divmod(pos, num_records)
+  if num_records % group_size or global_batch % group_size:
+    raise ValueError(f"records come in groups of {group_size}: num_records ({num_records}) and "
+                     f"the global batch ({global_batch}) must be multiples of it")
+  num_groups = num_records // group_size
+  group, member = np.divmod(step * global_batch + np.arange(global_batch, dtype=np.int64),
+                            group_size)
+  epoch, offset = np.divmod(group, num_groups)
   out = np.empty(global_batch, np.int64)
   for e in range(int(epoch[0]), int(epoch[-1]) + 1):  # A batch spans one epoch, rarely more.
     sel = epoch == e
-    out[sel] = _epoch_permutation(seed, e, num_records)[offset[sel]]
+    out[sel] = _epoch_permutation(seed, e, num_groups)[offset[sel]] * group_size + member[sel]
   return out
 
 
@@ -98,13 +106,19 @@ def read_records(source, indices, bad_records="skip"):
   return {key: np.stack([r[key] for r in records]) for key in records[0]}, bad
 
 
+def _group_size(source) -> int:
+  """Records per group that batches keep whole: a source's `group_size`, else 1."""
+  return getattr(source, "group_size", 1)
+
+
 def _load_slice(step, *, source, global_batch, seed, image_size, process_index,
                 process_count, bad_records):
   """This process's part of global batch `step`, as stacked numpy arrays, plus `bad_records`
   (int32 (L,), 1 where a corrupt record was replaced; the loop counts and drops it)."""
   size = global_batch // process_count
   indices = global_batch_indices(step, global_batch=global_batch, num_records=len(source),
-                                 seed=seed)[process_index * size:(process_index + 1) * size]
+                                 seed=seed, group_size=_group_size(source))
+  indices = indices[process_index * size:(process_index + 1) * size]
   records, bad = read_records(source, indices, bad_records)
   batch = dict(records, index=indices, bad_records=bad.astype(np.int32))
   # Image datasets come in mixed sizes and channel counts; other modalities (video, audio, text
@@ -126,6 +140,8 @@ def train_dataset(source, *, global_batch: int, seed: int, image_size: int,
   if global_batch % process_count:
     raise ValueError(f"global_batch {global_batch} is not divisible by process_count "
                      f"{process_count}")
+  global_batch_indices(0, global_batch=global_batch, num_records=len(source), seed=seed,
+                       group_size=_group_size(source))  # Fails now, not in a data worker.
   load = functools.partial(_load_slice, source=source, global_batch=global_batch, seed=seed,
                            image_size=image_size, process_index=process_index,
                            process_count=process_count, bad_records=bad_records)
