@@ -110,11 +110,14 @@ def compiler_options(config):
 
   cpu_ynnpack: XLA:CPU emits convolutions as loops that reach ~25% of the matmul peak here;
   routed to YNNPACK (XNNPACK's successor, an experimental XLA option) a ResNet's convolution
-  gradients run ~4x faster. YNNPACK's matmuls are a little slower than XLA's own, hence the knob.
-  Ignored on accelerators.
+  gradients run ~4x faster. Reductions go with them: given dot fusions alone, XLA splits every
+  reduction (batch and layer norms, softmax, bias gradients) into a reduce-window and a reduce,
+  ~10x slower. YNNPACK's matmuls are a little slower than XLA's own, hence the knob. Ignored on
+  accelerators.
   """
   if config is not None and config.get("cpu_ynnpack", False) and jax.default_backend() == "cpu":
-    return {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    return {"xla_cpu_experimental_ynn_fusion_type":
+            "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
   return None
 
 

@@ -373,31 +373,56 @@ def test_self_attention_is_flax_multi_head_attention_with_its_parameters(dtype):
 
 
 def test_cpu_ynnpack_matches_xla_and_is_deterministic():
-  """`cpu_ynnpack` (config_base.compiler_options) routes a ResNet's convolutions and dots to
-  YNNPACK on CPU: its loss and gradients match XLA's own code, in float32 and bf16, and a rerun
-  gives the same bits (resume and "same seed, same result" rely on it)."""
+  """`cpu_ynnpack` (config_base.compiler_options) routes dots, convolutions and reductions to
+  YNNPACK on CPU: a ResNet's (batch statistics in training mode) and a ViT's losses and gradients
+  match XLA's own code, in float32 and bf16, and a rerun gives the same bits (resume and "same
+  seed, same result" rely on it)."""
   from jaxssl import config_base
   config = ml_collections.ConfigDict(dict(cpu_ynnpack=True))
   options = config_base.compiler_options(config)
   if jax.default_backend() == "cpu":
-    assert options == {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}
+    assert options == {"xla_cpu_experimental_ynn_fusion_type":
+                       "LIBRARY_FUSION_TYPE_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
   config.cpu_ynnpack = False
   assert config_base.compiler_options(config) is None and config_base.compiler_options(None) is None
 
   images = jnp.asarray(np.random.default_rng(0).normal(size=(4, 16, 16, 3)), jnp.float32)
-  for dtype, tol in ((jnp.float32, 1e-4), (jnp.bfloat16, 3e-2)):
-    net = ResNet(depth=18, width=8, stem="cifar", dtype=dtype)
+  nets = [(ResNet(depth=18, width=8, stem="cifar", dtype=dtype), tol)
+          for dtype, tol in ((jnp.float32, 1e-4), (jnp.bfloat16, 3e-2))]
+  # float32 only: this tiny ViT's bf16 gradients differ from its float32 ones far beyond any
+  # tolerance under XLA's own code already.
+  nets.append((ViT(width=32, depth=2, mlp_dim=64, num_heads=2, patch_size=4), 1e-4))
+  for net, tol in nets:
     variables = net.init(jax.random.key(0), images, train=False)
 
-    def loss(params):
-      out = net.apply({**variables, "params": params}, images, train=False)
+    def loss(params, net=net, variables=variables):
+      out, _ = net.apply({**variables, "params": params}, images, train=True,
+                         mutable=["batch_stats"])
       return jnp.mean(jnp.square(out.astype(jnp.float32) - 0.5))
 
     grad = jax.value_and_grad(loss)
     reference = jax.jit(grad)(variables["params"])
     ynn = jax.jit(grad, compiler_options=options)
     first, again = ynn(variables["params"]), ynn(variables["params"])
-    for a, b, c in zip(jax.tree.leaves(first), jax.tree.leaves(again), jax.tree.leaves(reference)):
+    for a, b, c in zip(jax.tree.leaves(first), jax.tree.leaves(again),
+                       jax.tree.leaves(reference)):
       np.testing.assert_array_equal(a, b)
       scale = float(np.max(np.abs(c))) + 1e-12
       np.testing.assert_allclose(np.asarray(a) / scale, np.asarray(c) / scale, atol=tol)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's compiler passes")
+def test_cpu_ynnpack_keeps_reductions_whole():
+  """With YNNPACK dot fusions alone, XLA:CPU splits every reduction into a reduce-window and a
+  reduce, ~10x slower (a bias gradient over 3152x2048: 1.2 -> 14 ms); `cpu_ynnpack` therefore
+  hands reductions to YNNPACK too (config_base.compiler_options)."""
+  from jaxssl import config_base
+  x = jnp.ones((8, 64, 256))
+  options = config_base.compiler_options(ml_collections.ConfigDict(dict(cpu_ynnpack=True)))
+  layer_norm = nn.LayerNorm()
+  variables = layer_norm.init(jax.random.key(0), x)
+  grad = jax.grad(lambda v, x: jnp.sum(layer_norm.apply(v, x)**2) + jnp.sum(x, (0, 1))[0])
+  for opts, split in ((options, False),
+                      ({"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT"}, True)):
+    hlo = jax.jit(grad).lower(variables, x).compile(compiler_options=opts).as_text()
+    assert ("reduce-window" in hlo) == split
