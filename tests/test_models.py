@@ -374,9 +374,9 @@ def test_self_attention_is_flax_multi_head_attention_with_its_parameters(dtype):
 
 def test_cpu_ynnpack_matches_xla_and_is_deterministic():
   """`cpu_ynnpack` (config_base.compiler_options) routes dots, convolutions and reductions to
-  YNNPACK on CPU: a ResNet's (batch statistics in training mode) and a ViT's losses and gradients
-  match XLA's own code, in float32 and bf16, and a rerun gives the same bits (resume and "same
-  seed, same result" rely on it)."""
+  YNNPACK on CPU: a ResNet's (batch statistics in training mode; float32 and bf16) and a float32
+  ViT's losses and gradients match XLA's own code, and a rerun gives the same bits (resume and
+  "same seed, same result" rely on it)."""
   from jaxssl import config_base
   config = ml_collections.ConfigDict(dict(cpu_ynnpack=True))
   options = config_base.compiler_options(config)
