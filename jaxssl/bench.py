@@ -31,6 +31,11 @@ method, optimizer, state and step are built by the functions training uses (`sou
 --torch adds the PyTorch twins of TORCH_ROWS (benchmarks/pytorch_steps.py: eager PyTorch, same
 model, batch and loss) with jax_over_pytorch, the ratio of the two throughputs. When several rows
 are asked for, each runs in its own process, so that its compile time and memory are its own.
+--rounds=N measures each row (and its twin) N times, alternating, each in its own process: the
+row reported is the round of median throughput, with every round's examples_per_s and the
+jax_over_pytorch of each round (both frameworks measured minutes apart, not N rows apart) beside
+it. On a shared VM whose speed drifts by tens of percent within minutes, that range is the
+honest figure.
 """
 import ast
 import collections
@@ -95,6 +100,8 @@ _STEPS = flags.DEFINE_integer("steps", 10, "Timed steps per row, on one fixed ba
                              "is reported).")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation, on fresh batches.")
 _OUT = flags.DEFINE_string("out", None, "Also write the rows to this file, as a JSON list.")
+_ROUNDS = flags.DEFINE_integer("rounds", 1, "Measurements of each row (and of its PyTorch twin), "
+                               "alternating, each in its own process; the median is reported.")
 _TORCH = flags.DEFINE_bool("torch", False, f"Add the PyTorch twins of {', '.join(TORCH_ROWS)}.")
 _DTYPE = flags.DEFINE_enum("compute_dtype", "auto", ["auto", "float32", "bfloat16"],
                            "Compute dtype of every row and of the peak matmul; auto: float32 on "
@@ -309,6 +316,23 @@ def _torch_row(name, jax_row, steps, warmup):
   return row
 
 
+def median_round(rounds):
+  """One row from several measurements of it: the round of median examples_per_s (the lower
+  middle one of an even number), with every round's examples_per_s in `rounds_examples_per_s`.
+  A PyTorch twin's jax_over_pytorch becomes the median of the rounds' own ratios (each a JAX
+  row and the twin measured right after it), listed in `rounds_jax_over_pytorch`. A round that
+  was skipped fails them all."""
+  if len(rounds) == 1 or any("skipped" in r for r in rounds):
+    return next((r for r in rounds if "skipped" in r), rounds[0])
+  ordered = sorted(rounds, key=lambda r: r["examples_per_s"])
+  row = dict(ordered[(len(ordered) - 1) // 2], rounds_examples_per_s=[
+      r["examples_per_s"] for r in rounds])
+  if all("jax_over_pytorch" in r for r in rounds):
+    row["rounds_jax_over_pytorch"] = [r["jax_over_pytorch"] for r in rounds]
+    row["jax_over_pytorch"] = statistics.median(row["rounds_jax_over_pytorch"])
+  return row
+
+
 # (header, key, format[, scale]) of the Markdown table; a missing or None value prints as "-".
 _COLUMNS = (
     ("row", "name", "{}"), ("framework", "framework", "{}"), ("batch", "batch_size", "{}"),
@@ -347,8 +371,8 @@ def main(argv):
   if unknown:
     raise app.UsageError(f"unknown row(s) {unknown}; rows: {', '.join(ROWS)}; groups: "
                          f"{', '.join(GROUPS)}")
-  if _STEPS.value < 1 or _WARMUP.value < 0:
-    raise app.UsageError("--steps must be at least 1 and --warmup at least 0")
+  if _STEPS.value < 1 or _WARMUP.value < 0 or _ROUNDS.value < 1:
+    raise app.UsageError("--steps and --rounds must be at least 1 and --warmup at least 0")
   logging.set_verbosity(logging.WARNING)  # Before jax starts: no "Unable to initialize backend".
   import jax
   # Compile times are measured, not loaded from a persistent cache that an earlier run filled.
@@ -366,18 +390,21 @@ def main(argv):
   for name in names:
     row, reason = ROWS[name], _skip_reason(ROWS[name])
     row = dataclasses.replace(row, overrides={**row.overrides, **extra})
-    if reason:
-      result = dict(name=name, config=row.config, framework="jax", skipped=reason)
-    elif len(names) == 1:
-      result = measure(name, row, _STEPS.value, _WARMUP.value, dtype, peak)
-    else:
-      result = _run_child(["-m", "jaxssl.bench", f"--rows={name}", f"--steps={_STEPS.value}",
-                           f"--warmup={_WARMUP.value}", f"--compute_dtype={dtype}",
-                           f"--peak_flops={peak}", *(f"--set={a}" for a in _SET.value)])
-      result.setdefault("name", name)
-    results.append(result)
-    if _TORCH.value and name in TORCH_ROWS and "skipped" not in result:
-      results.append(_torch_row(name, result, _STEPS.value, _WARMUP.value))
+    jax_rounds, torch_rounds = [], []
+    for _ in range(_ROUNDS.value):
+      if reason:
+        result = dict(name=name, config=row.config, framework="jax", skipped=reason)
+      elif len(names) == 1 and _ROUNDS.value == 1:
+        result = measure(name, row, _STEPS.value, _WARMUP.value, dtype, peak)
+      else:
+        result = _run_child(["-m", "jaxssl.bench", f"--rows={name}", f"--steps={_STEPS.value}",
+                             f"--warmup={_WARMUP.value}", f"--compute_dtype={dtype}",
+                             f"--peak_flops={peak}", *(f"--set={a}" for a in _SET.value)])
+        result.setdefault("name", name)
+      jax_rounds.append(result)
+      if _TORCH.value and name in TORCH_ROWS and "skipped" not in result:
+        torch_rounds.append(_torch_row(name, result, _STEPS.value, _WARMUP.value))
+    results += [median_round(r) for r in (jax_rounds, torch_rounds) if r]
   print(markdown_table(results), flush=True)
   if _OUT.value:
     with open(_OUT.value, "w") as f:

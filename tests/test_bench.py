@@ -125,3 +125,21 @@ def test_set_overrides_parse_literals_and_refuse_a_missing_value():
       "data.mean": (0.5, 0.5)}
   with pytest.raises(app.UsageError, match="KEY=VALUE"):
     bench.parse_overrides(["model.scan_layers"])
+
+
+def test_median_round_keeps_every_round_and_pairs_the_ratios():
+  jax_rounds = [dict(name="m", framework="jax", examples_per_s=v, step_ms=1e3 / v)
+                for v in (3.0, 2.0, 2.5)]
+  torch_rounds = [dict(name="m", framework="pytorch", examples_per_s=v, jax_over_pytorch=j / v)
+                  for v, j in zip((4.0, 2.5, 3.0), (3.0, 2.0, 2.5))]
+  row = bench.median_round(jax_rounds)
+  assert row["examples_per_s"] == 2.5 and row["step_ms"] == 400.0
+  assert row["rounds_examples_per_s"] == [3.0, 2.0, 2.5]
+  twin = bench.median_round(torch_rounds)
+  assert twin["examples_per_s"] == 3.0
+  np.testing.assert_allclose(twin["rounds_jax_over_pytorch"], [0.75, 0.8, 2.5 / 3.0])
+  np.testing.assert_allclose(twin["jax_over_pytorch"], 0.8)  # median of the paired ratios
+  assert bench.median_round(jax_rounds[:2])["examples_per_s"] == 2.0  # the lower middle one
+  skipped = dict(name="m", framework="jax", skipped="failed (exit code 1)")
+  assert bench.median_round([jax_rounds[0], skipped]) is skipped
+  assert bench.median_round(jax_rounds[:1]) is jax_rounds[0]
