@@ -92,6 +92,34 @@ def test_3d_stem_is_a_conv_over_neighbouring_frames_with_nn_conv_gradients():
     resnet.ResNet(10, 8, "small", stem_frames=3)
 
 
+@pytest.mark.parametrize("num_frames", [4, 6])
+def test_3d_stem_time_stride_is_nn_conv_strided_in_time(num_frames):
+  # Output frame j is centred on input frame 2j, as flax's 3D conv strided 2 in time with
+  # padding 1 (so frames 2j - 1 .. 2j + 1: every input frame is seen), values and gradients.
+  x = jax.random.uniform(jax.random.key(1), (2 * num_frames, 16, 16, 3))
+  kernel = jax.random.normal(jax.random.key(2), (3, 3, 3, 3, 8))
+  stem = resnet.FrameStackConv(8, 3, 2, time=3, num_frames=num_frames, time_strides=2)
+  conv3d = nn.Conv(8, (3, 3, 3), strides=(2, 2, 2), padding=[(1, 1)] * 3, use_bias=False)
+  ours = lambda k, f: stem.apply({"params": {"kernel": k}}, f)
+  flax3d = lambda k, f: conv3d.apply({"params": {"kernel": k}},
+                                     f.reshape(2, num_frames, 16, 16, 3)).reshape(-1, 8, 8, 8)
+  assert ours(kernel, x).shape == (num_frames, 8, 8, 8)
+  np.testing.assert_allclose(ours(kernel, x), flax3d(kernel, x), rtol=1e-4, atol=1e-4)
+  for g, w in zip(*(jax.grad(lambda k, f, fn=fn: jnp.sum(jnp.sin(fn(k, f))), (0, 1))(kernel, x)
+                    for fn in (ours, flax3d))):
+    np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5 * np.abs(w).max())
+  # The encoder's blocks then shift over num_frames / 2 frames; clips stay separate.
+  enc = video.VideoEncoder(depth=10, width=8, stem="small", stem_frames=3, stem_time_strides=2)
+  clips = x.reshape(2, num_frames, 16, 16, 3)
+  variables = enc.init(jax.random.key(0), clips, train=False)
+  base = enc.apply(variables, clips, train=False)
+  other = enc.apply(variables, clips.at[1].set(0.0), train=False)
+  assert base.shape == (2, 64)
+  np.testing.assert_allclose(other[0], base[0], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="stem_time_strides=2 needs"):
+    resnet.ResNet(10, 8, "small", num_frames=5, stem_frames=3, stem_time_strides=2)
+
+
 def test_video_encoder_params_carry_logical_axis_names():
   enc = video.VideoEncoder(depth=10, width=8, stem="small")
   boxed = jax.eval_shape(lambda: enc.init(jax.random.key(0), jnp.zeros((1, 2, 16, 16, 3)),

@@ -7,7 +7,8 @@ configs/milnce.py):
       (B, round(num_frames / fps * sample_rate)), text int32 (B, num_captions, max_caption_len).
   video.arch                           "tsm_resnet" (jaxssl.models.video) or "vit" (ViViT-style:
                                        tubelets + joint space-time attention, jaxssl.models.vit).
-  video.{depth, width, stem, zero_init_residual, stem_frames}   the TSM-ResNet's.
+  video.{depth, width, stem, zero_init_residual, stem_frames, stem_time_strides}
+                                       the TSM-ResNet's.
   video.{vit_variant, tubelet}         the ViT's (e.g. "mu/8": 8x8 patches; frames per token).
   video.colour_bypass                  with input_norm "per_image+mean": see `ColourBypass`.
   video.frame_differences              see `FrameDifferences`.
@@ -66,6 +67,7 @@ def add_config(c, arg):
   # steps: motion 0.25 -> 0.33).
   c.video = ml_collections.ConfigDict(dict(arch="tsm_resnet", depth=10, width=16, stem="small",
                                            zero_init_residual=False, stem_frames=3,
+                                           stem_time_strides=1,
                                            vit_variant="mu/8", tubelet=2,
                                            colour_bypass=False, frame_differences=False))
   c.audio = ml_collections.ConfigDict(dict(depth=10, width=16, stem="small", num_mel_bins=40,
@@ -168,7 +170,8 @@ def _trunk(config):
     return vit.ViT(**vit.vit_config(v.vit_variant), tubelet=v.tubelet, pool="gap",
                    dtype=jnp.dtype(config.compute_dtype))
   return VideoEncoder(v.depth, v.width, v.stem, jnp.dtype(config.compute_dtype),
-                      zero_init_residual=v.zero_init_residual, stem_frames=v.stem_frames)
+                      zero_init_residual=v.zero_init_residual, stem_frames=v.stem_frames,
+                      stem_time_strides=v.stem_time_strides)
 
 
 def audio_encoder(config):

@@ -69,9 +69,10 @@ def _conv(features: int, kernel: int, strides: int, dtype: Any, name: str) -> nn
 
 
 class FrameStackConv(nn.Module):
-  """A 3D conv over (T, H, W) of (B * T, H, W, C) clip-major frames, stride 1 and "same" zero
-  padding in time, spatial padding as `_conv`'s; the kernel is (time, k, k, C, features), as
-  nn.Conv's 3D kernel.
+  """A 3D conv over (T, H, W) of (B * T, H, W, C) clip-major frames, "same" zero padding in
+  time (output frame j is centred on input frame j * time_strides, as a strided nn.Conv's),
+  spatial padding as `_conv`'s; the kernel is (time, k, k, C, features), as nn.Conv's 3D
+  kernel. Returns (B * T / time_strides, H', W', features).
 
   Computed as one 2D conv over each frame stacked with its `time - 1` neighbours along the
   channels (the kernel reshaped to (k, k, time * C, features)): the same sums, but XLA:CPU's
@@ -84,6 +85,7 @@ class FrameStackConv(nn.Module):
   time: int
   num_frames: int
   dtype: Any = jnp.float32
+  time_strides: int = 1
 
   @nn.compact
   def __call__(self, x):
@@ -95,8 +97,10 @@ class FrameStackConv(nn.Module):
     before, after = self.time // 2, (self.time - 1) // 2
     padded = jnp.pad(clips, ((0, 0), (before, after), (0, 0), (0, 0), (0, 0)))
     # Channel i * C + c of frame t is channel c of frame t + i - before: kernel row i's input.
-    stacked = jnp.concatenate([padded[:, i:i + self.num_frames] for i in range(self.time)], -1)
-    stacked = stacked.reshape(bt, h, w, self.time * c).astype(self.dtype)
+    # Only the output frames' stacks are built, so a time stride divides the conv's cost.
+    stacked = jnp.concatenate([padded[:, i:i + self.num_frames:self.time_strides]
+                               for i in range(self.time)], -1)
+    stacked = stacked.reshape(-1, h, w, self.time * c).astype(self.dtype)
     weight = jnp.transpose(weight, (1, 2, 0, 3, 4)).reshape(k, k, self.time * c, self.features)
     return jax.lax.conv_general_dilated(
         stacked, weight.astype(self.dtype), (self.strides, self.strides), [(k // 2, k // 2)] * 2,
@@ -190,6 +194,10 @@ class ResNet(nn.Module):
     stem_frames: clips only, with the "cifar" or "small" stem: > 1 makes the stem a 3D conv
       spanning that many neighbouring frames (zero-padded at the clip's ends), so that motion
       is seen from the first layer; 1 is TSM's per-frame stem.
+    stem_time_strides: with stem_frames > 1, the 3D stem's stride in time (I3D's and S3D's
+      stems stride 2): the blocks then see num_frames / stem_time_strides frames per clip, at
+      that fraction of the cost, while the stem still sees every frame when stem_frames >
+      stem_time_strides.
   """
   depth: int = 18
   width: int = 64
@@ -198,6 +206,7 @@ class ResNet(nn.Module):
   num_frames: int = 0
   zero_init_residual: bool = True
   stem_frames: int = 1
+  stem_time_strides: int = 1
 
   def __post_init__(self):
     # Validate at construction so a bad config fails before any tracing.
@@ -209,6 +218,11 @@ class ResNet(nn.Module):
       raise ValueError(f"stem_frames={self.stem_frames} needs clips (num_frames > 0) and the "
                        f"'cifar' or 'small' stem, got num_frames={self.num_frames}, "
                        f"stem={self.stem!r}")
+    if self.stem_time_strides > 1 and (self.stem_frames == 1 or
+                                       self.num_frames % self.stem_time_strides):
+      raise ValueError(f"stem_time_strides={self.stem_time_strides} needs the 3D stem "
+                       f"(stem_frames > 1) and num_frames divisible by it, got stem_frames="
+                       f"{self.stem_frames}, num_frames={self.num_frames}")
     super().__post_init__()
 
   @nn.compact
@@ -218,7 +232,7 @@ class ResNet(nn.Module):
       strides = 1 if self.stem == "cifar" else 2
       if self.stem_frames > 1:  # A 3D conv over each clip's frames.
         x = FrameStackConv(self.width, 3, strides, self.stem_frames, self.num_frames, self.dtype,
-                           name="stem_conv")(x)
+                           self.stem_time_strides, name="stem_conv")(x)
       else:
         x = _conv(self.width, 3, strides, self.dtype, name="stem_conv")(x)
       x = nn.relu(_batch_norm(train, self.dtype, name="stem_bn")(x))
@@ -228,11 +242,12 @@ class ResNet(nn.Module):
       # max_pool pads with -inf, matching torchvision's MaxPool2d(3, 2, 1).
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
     block_cls = Bottleneck if bottleneck else BasicBlock
+    num_frames = self.num_frames // self.stem_time_strides
     for i, num_blocks in enumerate(stage_sizes):
       for j in range(num_blocks):
         # The first stage keeps the resolution: the stem already downsampled.
         strides = 2 if i > 0 and j == 0 else 1
-        x = block_cls(self.width * 2**i, strides, self.dtype, self.num_frames,
+        x = block_cls(self.width * 2**i, strides, self.dtype, num_frames,
                       self.zero_init_residual, name=f"stage{i + 1}_block{j + 1}")(x, train)
     return jnp.mean(x, axis=(1, 2))
 

@@ -19,7 +19,8 @@ class VideoEncoder(nn.Module):
   """(B, T, H, W, C) float clips -> (B, D) features: a TSM-ResNet on the B * T frames, average
   pooled over space (inside the ResNet) and then time, as TSM and MMV pool.
 
-  Attributes: those of `ResNet` (depth, width, stem, dtype, zero_init_residual, stem_frames);
+  Attributes: those of `ResNet` (depth, width, stem, dtype, zero_init_residual, stem_frames,
+  stem_time_strides);
   the number of frames is read from the input, so one set of parameters serves any clip length.
   """
   depth: int = 18
@@ -28,6 +29,7 @@ class VideoEncoder(nn.Module):
   dtype: Any = jnp.float32
   zero_init_residual: bool = True
   stem_frames: int = 1
+  stem_time_strides: int = 1
 
   @nn.compact
   def __call__(self, video, train: bool):
@@ -35,5 +37,5 @@ class VideoEncoder(nn.Module):
     frames = video.reshape((b * t,) + video.shape[2:])
     features = ResNet(self.depth, self.width, self.stem, self.dtype, num_frames=t,
                       zero_init_residual=self.zero_init_residual, stem_frames=self.stem_frames,
-                      name="tsm_resnet")(frames, train)
-    return jnp.mean(features.reshape(b, t, -1), axis=1)
+                      stem_time_strides=self.stem_time_strides, name="tsm_resnet")(frames, train)
+    return jnp.mean(features.reshape(b, t // self.stem_time_strides, -1), axis=1)
