@@ -8,7 +8,7 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import aot, augment, config_base, losses, methods, sharding
+from jaxssl import aot, augment, config_base, losses, methods, sharding, train
 from jaxssl.data import avshapes
 from jaxssl.methods import _multimodal
 from sharded_loss import loss_metrics_grads, trace_train_step
@@ -110,6 +110,24 @@ def test_embed_modalities_runs_each_modality_alone_and_rejects_unknown():
                              video["video_vat"][:2], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="audio"):
     method.embed_modalities(params, variables, audio=batch["audio"])
+
+
+def test_milnce_config_trains_and_reports_retrieval(tmp_path):
+  """configs/milnce.py runs through the training loop and the multimodal evaluator as MMV does:
+  text<->video retrieval, zero-shot classification and the video probe, beside the random model;
+  nothing of audio, which MIL-NCE does not embed."""
+  config = milnce.get_config("quick")
+  config.total_steps, config.log_every, config.ckpt_every = 3, 1, 3
+  config_base.validate(config, 1)
+  # One device: the 8-device loss check above covers the sharding.
+  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+  with jax.set_mesh(mesh):
+    final = train.train_and_evaluate(config, str(tmp_path / "run"), mesh)
+  for key in ("t2v/R@1", "t2v/R@5", "v2t/R@1", "t2v/median_rank", "zeroshot/top1",
+              "linear/video/top1"):
+    assert key in final and key + "/random_init" in final, key
+  assert 0.0 <= final["t2v/R@1"] <= 1.0 and final["step"] == 3
+  assert not [k for k in final if k.startswith("a2v") or "audio" in k]
 
 
 def test_mmv_quick_training_lowers_the_loss():

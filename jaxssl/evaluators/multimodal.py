@@ -121,7 +121,7 @@ class Evaluator:
       return {}
     out = {"linear/video/top1/raw_input": self._probe(_pooled_pixels(self.train["video"]),
                                                       _pooled_pixels(self.test["video"]))}
-    if "audio" in self.test:
+    if "audio" in self.test and "audio" in self.modalities:  # No audio row for MIL-NCE.
       rate = self.config.data.sample_rate
       out["linear/audio/top1/raw_input"] = self._probe(_log_bands(self.train["audio"], rate),
                                                        _log_bands(self.test["audio"], rate))
