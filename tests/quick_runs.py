@@ -1,9 +1,13 @@
-"""A finished SimCLR quick run, shared by the resume tests and the pretrained-model tests."""
+"""Quick training runs shared by tests: a finished SimCLR quick run (the resume tests and the
+pretrained-model tests) and `train_on_one_device`."""
 import os
 import subprocess
 import sys
 
+import jax
 import pytest
+
+from jaxssl import config_base, sharding, train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,3 +31,13 @@ def simclr_quick_run(tmp_path_factory):
   subprocess.run(simclr_quick_command(root / "run"), cwd=REPO, env=env, check=True,
                  capture_output=True)
   return root / "run", env
+
+
+def train_on_one_device(config, workdir):
+  """Trains and evaluates `config` in this process on the first device; returns the final
+  metrics. For checks of what a run does, not of sharding (8 fake devices on 2 cores are
+  slow; the 8-device loss tests cover the sharding)."""
+  config_base.validate(config, 1)
+  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+  with jax.set_mesh(mesh):
+    return train.train_and_evaluate(config, str(workdir), mesh)

@@ -7,12 +7,12 @@ import sys
 import wave
 
 import av
-import jax
 import numpy as np
 import pytest
 
-from jaxssl import config_base, reporting, sharding, train
+from jaxssl import config_base, reporting
 from jaxssl.data import CorruptRecord, av_records, convert, pipeline, sources
+from quick_runs import train_on_one_device
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The clip geometry of configs/mmv.py:quick, so the converted clips train with it unchanged.
@@ -230,11 +230,7 @@ def test_mmv_trains_a_few_steps_on_converted_files(files, tmp_path):
   config.dataset, config.data.data_dir = "av_records", str(data_dir)
   config.total_steps, config.log_every, config.ckpt_every = 3, 1, 3
   config.eval.baselines = False
-  # One device: this checks the file path, not sharding (8 fake devices on 2 cores are slow).
-  config_base.validate(config, 1)
-  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-  with jax.set_mesh(mesh):
-    final = train.train_and_evaluate(config, str(tmp_path / "run"), mesh)
+  final = train_on_one_device(config, tmp_path / "run")
   for key in ("t2v/R@1", "v2t/R@1", "a2v/R@1", "zeroshot/top1", "linear/video/top1",
               "linear/audio/top1"):
     assert 0.0 <= final[key] <= 1.0, key

@@ -8,9 +8,10 @@ import pytest
 from flax import linen as nn
 
 from configs import milnce, mmv
-from jaxssl import aot, augment, config_base, losses, methods, sharding, train
+from jaxssl import aot, augment, config_base, losses, methods, sharding
 from jaxssl.data import avshapes
 from jaxssl.methods import _multimodal
+from quick_runs import train_on_one_device
 from sharded_loss import loss_metrics_grads, trace_train_step
 
 CONFIGS = {"mmv": mmv, "milnce": milnce}
@@ -118,11 +119,7 @@ def test_milnce_config_trains_and_reports_retrieval(tmp_path):
   nothing of audio, which MIL-NCE does not embed."""
   config = milnce.get_config("quick")
   config.total_steps, config.log_every, config.ckpt_every = 3, 1, 3
-  config_base.validate(config, 1)
-  # One device: the 8-device loss check above covers the sharding.
-  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-  with jax.set_mesh(mesh):
-    final = train.train_and_evaluate(config, str(tmp_path / "run"), mesh)
+  final = train_on_one_device(config, tmp_path / "run")
   for key in ("t2v/R@1", "t2v/R@5", "v2t/R@1", "t2v/median_rank", "zeroshot/top1",
               "linear/video/top1"):
     assert key in final and key + "/random_init" in final, key
