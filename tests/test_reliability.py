@@ -127,6 +127,48 @@ def test_a_nan_batch_stops_or_is_skipped(tmp_path, monkeypatch, policy):
   assert all(np.isfinite(x).all() for x in jax.tree.leaves(state["params"]))
 
 
+class _ScaleMethod:
+  """loss = mean((x w)^2) * batch["scale"]; a "counts" collection counts the steps it saw."""
+
+  def init(self, rng):
+    return {"params": {"w": jax.random.normal(rng, (12, 2))}, "counts": {"seen": 0.0}}
+
+  def loss(self, params, model_state, batch, rng, step):
+    del rng, step
+    x = batch["image"].reshape(batch["image"].shape[0], -1)[:, :12]
+    loss = (x @ params["w"]) ** 2 * batch["scale"][:, None]
+    return loss.mean(), ({}, {"counts": {"seen": model_state["counts"]["seen"] + 1}})
+
+
+def test_a_non_finite_step_leaves_the_state_bit_identical():
+  """The step's guard: with a NaN or inf loss, params, AdamW's moments and model_state come out
+  exactly as they went in, the step still counts and `nonfinite_step` records the first one;
+  finite steps around it update everything."""
+  config = config_base.base_config()
+  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+  method = _ScaleMethod()
+  tx, schedule = optim.make_optimizer(config.optimizer, 8, 10)  # adamw, the base default
+  init_fn, _, state_sh = train.create_state(method, tx, mesh, seed=0)
+  step = train.make_train_step(method, tx, schedule, state_sh, mesh, seed=0)
+  image = np.random.default_rng(0).normal(size=(8, 2, 2, 3)).astype(np.float32)
+  batch = lambda scale: {"image": image, "scale": np.full(8, scale, np.float32)}  # noqa: E731
+  copy = lambda tree: jax.tree.map(np.array, tree)  # noqa: E731  (the step donates its input)
+  with jax.set_mesh(mesh):
+    state = init_fn(jax.random.key(0))
+    state, _ = step(state, batch(1.0))
+    for bad, first_bad in ((np.nan, 1), (np.inf, 1)):
+      before = copy(state)
+      state, metrics = step(state, batch(bad))
+      after = copy(state)
+      assert not np.isfinite(metrics["loss"])
+      for key in ("params", "opt_state", "model_state"):
+        jax.tree.map(np.testing.assert_array_equal, after[key], before[key])
+      assert after["step"] == before["step"] + 1 and after["nonfinite_step"] == first_bad
+    state, _ = step(state, batch(1.0))
+  assert not np.array_equal(state["params"]["w"], after["params"]["w"])
+  assert state["model_state"]["counts"]["seen"] == 2 and int(state["nonfinite_step"]) == 1
+
+
 def test_empty_data_is_refused_naming_the_fix():
   config = _quick(**{"data.num_test": 0})
   with pytest.raises(ValueError, match="'shapes' split 'test' has no records; check"):
