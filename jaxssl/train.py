@@ -8,6 +8,7 @@ at step s is a function of (data seed, s) and the step's RNG is fold_in(seed, s)
 repeats an uninterrupted one exactly.
 """
 import collections
+import json
 import os
 import signal
 import time
@@ -180,9 +181,9 @@ def train_and_evaluate(config, workdir, mesh):
 
 def _train_and_evaluate(config, workdir, mesh):
   name = config.method
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=1, sort_keys=True))
+  # Atomic (tmp + rename), by process 0 only: the other processes of a run may be reading it.
+  reporting.write_json(os.path.join(workdir, "config.json"),
+                       json.loads(config.to_json_best_effort()))
   run = _setup(config, workdir, mesh)
   ckpt, evaluator, state_sh = run.ckpt, run.evaluator, run.state_sh
   start_step, state, data_state = ckpt.restore(run.abstract_state)

@@ -89,8 +89,17 @@ def claim(config, workdir, mode="train"):
 def _refuse_or_overwrite(config, workdir, mode):
   """Resuming a workdir with another config would silently mix two runs: fail, naming the keys
   (or, with config.overwrite when training, delete the old run)."""
-  saved = read_json(os.path.join(workdir, "config.json"))
-  if saved is None or not has_checkpoints(workdir):
+  # Checkpoints first: without them there is nothing to resume, and in a multi-process run
+  # process 0 may be writing config.json for this very run while the others get here.
+  if not has_checkpoints(workdir):
+    return
+  path = os.path.join(workdir, "config.json")
+  try:
+    saved = read_json(path)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{path} is not valid JSON ({e}), so the checkpoints beside it cannot be "
+                     "checked against this config; use a new --workdir") from None
+  if saved is None:
     return
   diffs = config_base.resume_differences(saved, config)
   if not diffs:

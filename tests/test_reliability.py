@@ -80,6 +80,17 @@ def test_a_foreign_run_is_refused_unless_overwrite(tmp_path):
                                             _quick(overwrite=True))  # Not a config change.
 
 
+def test_a_config_json_being_written_does_not_fail_a_fresh_claim(tmp_path):
+  # In a multi-process run, process 0 writes config.json while the other processes claim the
+  # workdir: one that finds it empty (opened, not yet written) must go on, as there is no run to
+  # resume. Once there is a checkpoint, an unreadable config.json is an error.
+  (tmp_path / "config.json").write_text("")
+  workdir.claim(_quick(), str(tmp_path)).release()
+  (tmp_path / "checkpoints" / "3").mkdir(parents=True)
+  with pytest.raises(ValueError, match="config.json is not valid JSON"):
+    workdir.claim(_quick(), str(tmp_path))
+
+
 class _NaNAt:
   """A source whose batch at `step` holds one NaN image (float images are accepted as is)."""
 
