@@ -12,6 +12,7 @@ import fcntl
 import json
 import os
 import shutil
+import tempfile
 
 import jax
 from jax.experimental import multihost_utils
@@ -69,9 +70,10 @@ def claim(config, workdir, mode="train"):
   share process 0's workdir in multi-process runs)."""
   try:
     os.makedirs(workdir, exist_ok=True)
-    probe = os.path.join(workdir, f".write_test.{os.getpid()}")
-    with open(probe, "w") as f:
-      f.write("ok")
+    # A fresh name (O_EXCL): the processes of a multi-host run share the workdir, and processes
+    # in containers on different hosts often have the same pid.
+    fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=workdir)
+    os.close(fd)
     os.remove(probe)
   except OSError as e:
     raise PermissionError(f"cannot write to workdir {workdir} ({e.strerror or e}); choose "

@@ -80,6 +80,15 @@ def test_a_foreign_run_is_refused_unless_overwrite(tmp_path):
                                             _quick(overwrite=True))  # Not a config change.
 
 
+def test_claims_from_processes_of_other_hosts_do_not_collide(tmp_path):
+  # Another host's process with this pid, probing the shared workdir at this moment.
+  theirs = tmp_path / f".write_test.{os.getpid()}"
+  theirs.write_text("theirs")
+  workdir.claim(_quick(), str(tmp_path)).release()
+  assert theirs.read_text() == "theirs"
+  assert sorted(os.listdir(tmp_path)) == sorted([theirs.name, workdir.LOCK_FILE])
+
+
 def test_a_config_json_being_written_does_not_fail_a_fresh_claim(tmp_path):
   # In a multi-process run, process 0 writes config.json while the other processes claim the
   # workdir: one that finds it empty (opened, not yet written) must go on, as there is no run to
