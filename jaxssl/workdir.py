@@ -73,8 +73,11 @@ def claim(config, workdir, mode="train"):
     # A fresh name (O_EXCL): the processes of a multi-host run share the workdir, and processes
     # in containers on different hosts often have the same pid.
     fd, probe = tempfile.mkstemp(prefix=".write_test.", dir=workdir)
-    os.close(fd)
-    os.remove(probe)
+    try:
+      os.write(fd, b"ok")
+    finally:
+      os.close(fd)
+      os.remove(probe)
   except OSError as e:
     raise PermissionError(f"cannot write to workdir {workdir} ({e.strerror or e}); choose "
                           "another --workdir") from None
