@@ -83,7 +83,13 @@ def claim(config, workdir, mode="train"):
                           "another --workdir") from None
   lock = Lock(workdir) if jax.process_index() == 0 else None
   try:
-    _refuse_or_overwrite(config, workdir, mode)
+    diffs = _differences_from_saved_run(config, workdir)
+    if jax.process_count() > 1:
+      # Every process has read the workdir before process 0 changes it (deletes the old run
+      # below, writes config.json next), so all of them take the same branch.
+      multihost_utils.sync_global_devices("jaxssl.workdir.claim")
+    if diffs:
+      _overwrite_or_refuse(config, workdir, mode, diffs)
   except BaseException:
     if lock:
       lock.release()
@@ -91,24 +97,23 @@ def claim(config, workdir, mode="train"):
   return lock
 
 
-def _refuse_or_overwrite(config, workdir, mode):
-  """Resuming a workdir with another config would silently mix two runs: fail, naming the keys
-  (or, with config.overwrite when training, delete the old run)."""
-  # Checkpoints first: without them there is nothing to resume, and in a multi-process run
-  # process 0 may be writing config.json for this very run while the others get here.
+def _differences_from_saved_run(config, workdir):
+  """'key: saved -> now' for each config field that differs from the run checkpointed in the
+  workdir (empty when there is none)."""
   if not has_checkpoints(workdir):
-    return
+    return []
   path = os.path.join(workdir, "config.json")
   try:
     saved = read_json(path)
   except json.JSONDecodeError as e:
     raise ValueError(f"{path} is not valid JSON ({e}), so the checkpoints beside it cannot be "
                      "checked against this config; use a new --workdir") from None
-  if saved is None:
-    return
-  diffs = config_base.resume_differences(saved, config)
-  if not diffs:
-    return
+  return [] if saved is None else config_base.resume_differences(saved, config)
+
+
+def _overwrite_or_refuse(config, workdir, mode, diffs):
+  """Resuming a workdir with another config would silently mix two runs: fail, naming the keys
+  (or, with config.overwrite when training, delete the old run)."""
   if config.get("overwrite") and mode == "train":
     if jax.process_index() == 0:
       for name in RUN_FILES:

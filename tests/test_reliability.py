@@ -89,10 +89,10 @@ def test_claims_from_processes_of_other_hosts_do_not_collide(tmp_path):
   assert sorted(os.listdir(tmp_path)) == sorted([theirs.name, workdir.LOCK_FILE])
 
 
-def test_a_config_json_being_written_does_not_fail_a_fresh_claim(tmp_path):
-  # In a multi-process run, process 0 writes config.json while the other processes claim the
-  # workdir: one that finds it empty (opened, not yet written) must go on, as there is no run to
-  # resume. Once there is a checkpoint, an unreadable config.json is an error.
+def test_a_config_json_without_checkpoints_is_not_read(tmp_path):
+  # A config.json with no checkpoint beside it (a run stopped before its first one, written in
+  # place by an older jaxssl) holds no run to resume and is not read. Once there is a
+  # checkpoint, an unreadable config.json is an error.
   (tmp_path / "config.json").write_text("")
   workdir.claim(_quick(), str(tmp_path)).release()
   (tmp_path / "checkpoints" / "3").mkdir(parents=True)
