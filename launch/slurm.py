@@ -6,8 +6,10 @@
   python launch/slurm.py --nodes=2 --gpus-per-node=8 --partition=gpu --time=24:00:00 -- \\
       --config=configs/simclr.py:full --workdir=/shared/runs/simclr
 
-The script goes to DIR/jaxssl.sbatch and SLURM's log to DIR/slurm-<jobid>.out; --dry-run prints
-the script and the sbatch command instead. DIR (relative: to this repository) and this checkout
+The script goes to DIR/jaxssl.sbatch, its own log to DIR/slurm-<jobid>.out and each process's
+output to DIR/slurm-<jobid>-<task>.out (task 0's has the progress and evaluations; in one file,
+every line would come once per process); --dry-run prints the script and the sbatch command
+instead. DIR (relative: to this repository) and this checkout
 must be on a filesystem that every node sees: each process writes its checkpoint shards to DIR.
 
 Every task runs `python -m jaxssl.main ... --num_processes=P`, which makes jaxssl call
@@ -52,7 +54,8 @@ def sbatch_script(args, flags, workdir):
   lines += [args.setup] if args.setup else []
   # srun takes the task geometry again: since SLURM 22.05 it no longer inherits --cpus-per-task.
   srun = ["srun", f"--nodes={args.nodes}", f"--ntasks-per-node={tasks_per_node}",
-          "--gpu-bind=none", "--kill-on-bad-exit=1"]
+          "--gpu-bind=none", "--kill-on-bad-exit=1",
+          "--output=" + os.path.join(workdir, "slurm-%j-%t.out")]
   srun += [f"--cpus-per-task={args.cpus_per_task}"] if args.cpus_per_task else []
   jaxssl = ["python", "-m", "jaxssl.main", *flags, f"--num_processes={num_processes}"]
   if per_gpu:

@@ -92,6 +92,7 @@ def test_slurm_dry_run_one_process_per_gpu():
     assert f"#SBATCH {directive}" in lines
   (srun,) = [line for line in lines if line.startswith("srun ")]
   assert "--nodes=2 --ntasks-per-node=8" in srun
+  assert "--output=/shared/w/slurm-%j-%t.out" in srun  # One file per process.
   assert "bash -c 'JAX_LOCAL_DEVICE_IDS=$SLURM_LOCALID exec \"$@\"'" in srun
   assert srun.endswith("python -m jaxssl.main --config=configs/simclr.py:full --workdir=/shared/w "
                        "--num_processes=16")
