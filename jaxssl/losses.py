@@ -341,3 +341,21 @@ def mae(pred, target, mask, norm_pix=True, channels=None):
   per_patch = jnp.mean(jnp.square(pred.astype(jnp.float32) - target), axis=-1)
   mask = mask.astype(jnp.float32)
   return jnp.sum(per_patch * mask) / jnp.maximum(jnp.sum(mask), 1.0)
+
+
+def pretext_classification(logits, labels):
+  """The loss of the classic pretext tasks, which make the network recognise the transformation
+  applied to its input: the mean over the N inputs of -log softmax(logits)[label].
+
+  RotNet (Gidaris et al., ICLR 2018, eq. 1-2): the label is which of K = 4 rotations (0, 90,
+  180, 270 degrees) the image underwent, each image being fed in all four, so the mean over
+  inputs is the paper's 1/N sum_i 1/K sum_y -log F^y(g(X_i | y)).
+  Context prediction (Doersch et al., ICCV 2015, sec. 3): the label is where (1 of 8) a patch
+  lies relative to the centre patch of a 3x3 grid.
+
+  logits (N, K) in any float dtype (computed in float32); labels (N,) integers in [0, K).
+  """
+  if logits.ndim != 2 or labels.shape != logits.shape[:1]:
+    raise ValueError(f"pretext_classification expects logits (N, K) and labels (N,), got "
+                     f"{logits.shape} and {labels.shape}")
+  return _cross_entropy(logits.astype(jnp.float32), labels)

@@ -479,3 +479,50 @@ def test_mil_nce_rejects_bad_shapes():
     losses.mil_nce(jnp.ones((4, 3)), jnp.ones((4, 3)))
   with pytest.raises(ValueError, match="mil_nce"):
     losses.mil_nce(jnp.ones((4, 3)), jnp.ones((5, 2, 3)))
+
+
+# --- the classic pretext tasks ---------------------------------------------------------------
+
+
+def np_pretext_classification(logits, labels):
+  """RotNet's eq. 2 / Doersch et al.'s loss as loops: 1/N sum_i -log(exp(l_iy) / sum_k exp(l_ik))."""
+  logits = np.asarray(logits, np.float64)
+  total = 0.0
+  for row, y in zip(logits, labels):
+    total += -(row[y] - np.log(np.sum(np.exp(row))))
+  return total / len(logits)
+
+
+@pytest.mark.parametrize("n,k", [(1, 4), (2, 8), (9, 4), (33, 100)])
+@pytest.mark.parametrize("scale", [0.1, 1.0, 30.0])
+def test_pretext_classification_matches_numpy(n, k, scale):
+  rng = np.random.default_rng(n * 7 + k)
+  logits = rng.normal(size=(n, k)) * scale
+  labels = rng.integers(0, k, size=n)
+  got = jax.jit(losses.pretext_classification)(jnp.asarray(logits, jnp.float32),
+                                               jnp.asarray(labels, jnp.int32))
+  assert got.dtype == jnp.float32
+  np.testing.assert_allclose(float(got), np_pretext_classification(logits, labels), rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_pretext_classification_bf16_large_logits_and_extremes():
+  rng = np.random.default_rng(3)
+  logits = jnp.asarray(rng.normal(size=(16, 4)) * 50, jnp.bfloat16)  # exp() would overflow bf16
+  labels = rng.integers(0, 4, size=16)
+  got = losses.pretext_classification(logits, jnp.asarray(labels))
+  assert got.dtype == jnp.float32 and np.isfinite(float(got))
+  np.testing.assert_allclose(float(got), np_pretext_classification(np.asarray(logits, np.float64),
+                                                                   labels), rtol=1e-5)
+  # Uniform logits: log K whatever the labels; a confident right answer: ~0.
+  assert float(losses.pretext_classification(jnp.zeros((3, 4)), jnp.arange(3))) == pytest.approx(
+      np.log(4), rel=1e-6)
+  confident = jnp.asarray([[20.0, 0, 0, 0]])
+  assert float(losses.pretext_classification(confident, jnp.asarray([0]))) < 1e-8
+
+
+def test_pretext_classification_rejects_mismatched_shapes():
+  with pytest.raises(ValueError, match=r"logits \(N, K\) and labels \(N,\)"):
+    losses.pretext_classification(jnp.zeros((4, 3)), jnp.zeros((5,), jnp.int32))
+  with pytest.raises(ValueError, match=r"logits \(N, K\)"):
+    losses.pretext_classification(jnp.zeros((4,)), jnp.zeros((4,), jnp.int32))
